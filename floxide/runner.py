@@ -1,0 +1,274 @@
+"""The local runner: one run, in this process, on the in-memory default.
+
+Ready work items run concurrently (up to the workflow's ``concurrency``); a lone ready item
+runs inline without a task, which keeps long chains fast. Commits happen one at a time in
+the runner's loop, so the context, frames and outputs need no locks. The run ends when no
+work remains — not at the first terminal — and fails with :class:`NoTerminalReached` if no
+branch produced an output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import to_jsonable_python
+
+from floxide.checkpoint import Checkpoint, CheckpointStore, OutputRecord
+from floxide.context import WorkflowCtx
+from floxide.errors import Cancelled, NoTerminalReached, StepLimitExceeded, Timeout
+from floxide.frames import Arrival, FrameTable, Scope
+from floxide.merge import apply
+from floxide.step import Outcome, execute, node_failed
+from floxide.workitem import WorkItem
+
+if TYPE_CHECKING:
+    from floxide.workflow import Workflow
+
+__all__ = ["Progress", "RunResult", "Runner"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts reported to a progress callback after each step."""
+
+    done: int
+    queued: int
+    running: int
+
+
+@dataclass(slots=True)
+class RunResult:
+    """A finished run: its first output (Floxide's ``output``), all outputs, and the final context."""
+
+    run_id: str
+    output: Any
+    outputs: list[Any]
+    context: Any
+    steps: int
+
+
+@dataclass(slots=True)
+class _Item:
+    seq: int
+    node: str
+    value: Any
+    attempt: int = 1
+    scope: Scope = ()
+
+    @property
+    def item_id(self) -> str:
+        return str(self.seq)
+
+
+@dataclass(slots=True)
+class Runner:
+    """Drives one run of ``workflow``; build it with :meth:`start` or :meth:`restore`."""
+
+    workflow: Workflow[Any, Any]
+    ctx: WorkflowCtx[Any]
+    run_id: str
+    store: CheckpointStore | None = None
+    on_progress: Callable[[Progress], None] | None = None
+    context: Any = None
+    ready: deque[_Item] = field(default_factory=deque)
+    delayed: list[tuple[float, int, _Item]] = field(default_factory=list)
+    inflight: dict[int, _Item] = field(default_factory=dict)
+    frames: FrameTable = field(default_factory=FrameTable)
+    outputs: list[tuple[str, Any]] = field(default_factory=list)
+    ended: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    next_id: int = 0
+
+    @classmethod
+    def start(cls, workflow: Workflow[Any, Any], ctx: WorkflowCtx[Any], run_id: str, value: Any, **kw: Any) -> Runner:
+        """A runner for a new run with ``value`` as the start node's input."""
+        runner = cls(workflow, ctx, run_id, context=ctx.store, **kw)
+        runner.ready.append(runner._new(workflow.graph.start, value, ()))
+        runner.frames.seed()
+        return runner
+
+    @classmethod
+    def restore(cls, workflow: Workflow[Any, Any], ctx: WorkflowCtx[Any], checkpoint: Checkpoint, **kw: Any) -> Runner:
+        """A runner continuing from ``checkpoint``."""
+        context = workflow.load_context(checkpoint.context)
+        runner = cls(workflow, ctx, checkpoint.run_id, context=context, **kw)
+        runner.frames = FrameTable.from_json(checkpoint.frames) if checkpoint.frames else FrameTable()
+        runner.steps, runner.next_id = checkpoint.steps, checkpoint.next_id
+        for record in checkpoint.outputs:
+            runner.outputs.append((record.node, record.value))
+        for item in checkpoint.items:
+            value = workflow.load_input(item.node, item.payload)
+            runner.ready.append(_Item(int(item.item_id), item.node, value, item.attempt, item.scope))
+        return runner
+
+    async def run(self) -> RunResult:
+        """Run to the end; raises the run's error (``NodeFailed``, ``Cancelled``, ``Timeout``, ...)."""
+        loop_task = asyncio.ensure_future(self._guarded())
+        unsubscribe = self.ctx.cancel_token.on_cancel(loop_task.cancel)
+        try:
+            return await loop_task
+        except asyncio.CancelledError:
+            if self.ctx.cancel_token.reason is not None and not _outer_cancelled():
+                raise Cancelled(self.ctx.cancel_token.reason) from None
+            raise
+        finally:
+            unsubscribe()
+
+    async def _guarded(self) -> RunResult:
+        deadline = self.ctx.deadline
+        try:
+            if deadline is None:
+                await self._loop()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await self._loop()
+        except TimeoutError as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                await self._save("failed", error=f"run timed out after {self.ctx.timeout:g}s")
+                raise Timeout(self.ctx.timeout or 0.0, scope="run") from exc
+            raise
+        return await self._finish()
+
+    async def _loop(self) -> None:
+        ready, running = self.ready, dict[asyncio.Task[Outcome], _Item]()
+        limit = self.workflow.concurrency
+        try:
+            while ready or running or self.delayed:
+                self._release_due()
+                if not running and not self.delayed and len(ready) == 1:
+                    item = ready.popleft()
+                    self.inflight[item.seq] = item
+                    await self._commit(item, await self._execute(item))
+                    continue
+                while ready and len(running) < limit:
+                    item = ready.popleft()
+                    self.inflight[item.seq] = item
+                    running[asyncio.ensure_future(self._execute(item))] = item
+                timeout = self._next_due()
+                if not running:
+                    await asyncio.sleep(timeout or 0)
+                    continue
+                done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=lambda t: running[t].seq):
+                    item = running.pop(task)
+                    await self._commit(item, task.result())
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    def _execute(self, item: _Item) -> Any:
+        spec = self.workflow.graph.nodes[item.node]
+        step_ctx = self.ctx.for_step(
+            self.context, run_id=self.run_id, node=item.node, item_id=item.item_id, attempt=item.attempt
+        )
+        return execute(self.workflow.graph, spec, step_ctx, item.value)
+
+    async def _commit(self, item: _Item, outcome: Outcome) -> None:
+        self.steps += 1
+        limit = self.workflow.max_steps
+        if limit is not None and self.steps > limit:
+            raise StepLimitExceeded(f"workflow '{self.workflow.name}' exceeded max_steps={limit} (a loop?)")
+        if outcome.status == "retry":
+            del self.inflight[item.seq]
+            retry = _Item(item.seq, item.node, item.value, item.attempt + 1, item.scope)
+            heapq.heappush(self.delayed, (time.monotonic() + outcome.retry_delay, item.seq, retry))
+            await self._save("running")
+            return
+        if outcome.status == "failed":
+            assert outcome.error is not None
+            failed = node_failed(item.node, outcome.error, item.attempt)
+            await self._save("failed", error=str(failed))
+            raise failed
+        del self.inflight[item.seq]
+        if outcome.changes:
+            self.context = apply(self.context, outcome.changes)
+        for value in outcome.outputs:
+            self.outputs.append((item.node, value))
+        children = [e for e in outcome.emits if not e.join]
+        arrivals = [Arrival(e.node, e.value) for e in outcome.emits if e.join]
+        if not children and not arrivals and not outcome.outputs:
+            self.ended[item.node] = self.ended.get(item.node, 0) + 1
+        opened, fired, _ = self.frames.commit(
+            item_id=f"{self.run_id}:{item.seq}",
+            scope=item.scope,
+            children=len(children),
+            arrivals=arrivals,
+            fan_out=outcome.fan_out,
+        )
+        for index, emit in enumerate(children):
+            scope = (*item.scope, (opened, index)) if opened else item.scope
+            self.ready.append(self._new(emit.node, emit.value, scope))
+        for join in fired:
+            values = self.workflow.load_input(join.node, join.values, python=True)
+            self.ready.append(self._new(join.node, values, join.scope))
+        await self._save("running")
+        if self.on_progress is not None:
+            self.on_progress(Progress(self.steps, len(self.ready) + len(self.delayed), len(self.inflight)))
+
+    async def _finish(self) -> RunResult:
+        if not self.outputs:
+            where = ", ".join(f"'{n}' ({c}x)" for n, c in self.ended.items()) or "nowhere"
+            error = NoTerminalReached(
+                f"workflow '{self.workflow.name}' ended without reaching a terminal node; "
+                f"its branches ended at {where}"
+            )
+            await self._save("failed", error=str(error))
+            raise error
+        await self._save("completed")
+        values = [value for _, value in self.outputs]
+        return RunResult(self.run_id, values[0], values, self.context, self.steps)
+
+    def _new(self, node: str, value: Any, scope: Scope) -> _Item:
+        self.next_id += 1
+        return _Item(self.next_id, node, value, 1, scope)
+
+    def _release_due(self) -> None:
+        now = time.monotonic()
+        while self.delayed and self.delayed[0][0] <= now:
+            self.ready.append(heapq.heappop(self.delayed)[2])
+
+    def _next_due(self) -> float | None:
+        return max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
+
+    async def _save(self, status: str, *, error: str | None = None) -> None:
+        if self.store is None:
+            return
+        pending = [*self.inflight.values(), *self.ready, *(entry[2] for entry in self.delayed)]
+        checkpoint = Checkpoint(
+            workflow=self.workflow.name,
+            run_id=self.run_id,
+            status=status,  # type: ignore[arg-type]
+            context=self.workflow.dump_context(self.context),
+            items=[
+                WorkItem(
+                    run_id=self.run_id,
+                    item_id=i.item_id,
+                    node=i.node,
+                    payload=to_jsonable_python(i.value),
+                    attempt=i.attempt,
+                    scope=i.scope,
+                )
+                for i in sorted(pending, key=lambda i: i.seq)
+            ],
+            frames=to_jsonable_python(self.frames.to_json()),
+            outputs=[OutputRecord(node=n, value=to_jsonable_python(v)) for n, v in self.outputs],
+            steps=self.steps,
+            next_id=self.next_id,
+            error=error,
+        )
+        await self.store.save(self.run_id, checkpoint)
+
+
+def _outer_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+

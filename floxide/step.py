@@ -1,0 +1,136 @@
+"""One step: run a node on one work item and say what follows (shared by every runner).
+
+:func:`execute` never touches shared state. It returns an :class:`Outcome` — successors,
+join arrivals, run outputs, the context delta, or a failure/retry decision — that the
+caller commits: the local runner in memory, a distributed store atomically in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from floxide.context import WorkflowCtx
+from floxide.errors import Cancelled, FloxideError, NodeFailed, Timeout
+from floxide.graph import Failure, Graph, NodeSpec
+from floxide.merge import FieldChange, diff
+from floxide.transition import Abort, Hold, Next, NextAll
+
+__all__ = ["Emit", "Outcome", "RoutingError", "execute", "failure_of"]
+
+
+class RoutingError(FloxideError):
+    """A node's output matched none of its route's cases."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """A value sent to ``node``; ``join`` marks an arrival at a join instead of a new item."""
+
+    node: str
+    value: Any
+    join: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a step produced. ``status`` is ``done``, ``retry`` or ``failed``.
+
+    ``fan_out`` says the emits open a new fan-out frame (``NextAll``, or several targets).
+    """
+
+    status: str
+    emits: list[Emit] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+    changes: list[FieldChange] = field(default_factory=list)
+    fan_out: bool = False
+    held: bool = False
+    error: BaseException | None = None
+    retry_delay: float = 0.0
+
+
+async def execute(graph: Graph, spec: NodeSpec, ctx: WorkflowCtx[Any], value: Any) -> Outcome:
+    """Run ``spec``'s node with ``ctx`` (a step context) on ``value``."""
+    before = ctx.store
+    if before is not None and hasattr(before, "model_copy"):
+        ctx.store = before.model_copy(deep=True)
+    try:
+        if spec.timeout is None:
+            result = await spec.invoke(ctx, value)
+        else:
+            try:
+                async with asyncio.timeout(spec.timeout):
+                    result = await spec.invoke(ctx, value)
+            except TimeoutError as exc:
+                raise Timeout(spec.timeout, scope=f"node '{spec.name}'") from exc
+        if result.__class__ is Abort:
+            raise result.exception()
+        outcome = _route(graph, spec, result)
+        if before is not None and ctx.store is not before:
+            outcome.changes = diff(before, ctx.store)
+        return outcome
+    except Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every node failure is handled by policy
+        return _failed(spec, ctx, value, exc)
+
+
+def _route(graph: Graph, spec: NodeSpec, result: Any) -> Outcome:
+    cls = result.__class__
+    if cls is Hold:
+        return Outcome("done", held=True)
+    if cls is NextAll:
+        values: Sequence[Any] = result.values
+        fan_out = True
+    else:
+        values = (result.value,) if cls is Next else (result,)
+        fan_out = False
+    outcome = Outcome("done")
+    emits = outcome.emits
+    if spec.cases:
+        for value in values:
+            for case, targets in spec.cases:
+                if case.matches(value):
+                    payload = case.extract(value)
+                    if targets:
+                        emits.extend(Emit(t, payload, t in spec.join_targets) for t in targets)
+                    else:
+                        outcome.outputs.append(payload)
+                    break
+            else:
+                raise RoutingError(f"no route case of node '{spec.name}' matches {value!r}")
+    elif spec.targets:
+        joins = spec.join_targets
+        for value in values:
+            emits.extend(Emit(t, value, t in joins) for t in spec.targets)
+    else:
+        outcome.outputs.extend(values)
+    outcome.fan_out = fan_out or sum(1 for e in emits if not e.join) > 1
+    return outcome
+
+
+def _failed(spec: NodeSpec, ctx: WorkflowCtx[Any], value: Any, error: Exception) -> Outcome:
+    policy = spec.retry
+    if policy is not None and policy.should_retry(error, ctx.attempt):
+        return Outcome("retry", error=error, retry_delay=policy.delay(ctx.attempt, error))
+    if not spec.fallbacks:
+        return Outcome("failed", error=error)
+    failure = failure_of(spec, value, error, ctx.attempt)
+    emits = [Emit(t, failure if t in spec.wants_failure else value) for t in spec.fallbacks]
+    return Outcome("done", emits=emits, fan_out=len(emits) > 1, error=error)
+
+
+def failure_of(spec: NodeSpec, value: Any, error: BaseException, attempts: int) -> Failure[Any]:
+    """The :class:`Failure` a fallback node receives."""
+    return Failure[Any](
+        input=value, node=spec.name, error_type=type(error).__name__, error=str(error), attempts=attempts
+    )
+
+
+def node_failed(spec_name: str, error: BaseException, attempts: int) -> NodeFailed:
+    """The run-level error for a node failure nothing handled."""
+    failed = NodeFailed(spec_name, type(error).__name__, str(error), attempts=attempts)
+    failed.__cause__ = error
+    return failed

@@ -1,0 +1,262 @@
+"""``Workflow``: a named, checked graph of nodes, and the ways to run it.
+
+::
+
+    workflow = Workflow(
+        "orders",
+        start=validate,
+        context=OrderCtx,
+        edges=[
+            edge(validate, payment),
+            edge(payment, allocate_stock),
+            on_failure(payment, payment_failed),
+            edge(allocate_stock, notify),
+        ],
+        retry={allocate_stock: RetryPolicy(max_attempts=3)},
+    )
+    output = await workflow.run(order)
+
+Runs: :meth:`run` (the first terminal output), :meth:`execute` (every output and the final
+context), :meth:`run_with_checkpoint` and :meth:`resume` (durable local runs). Distributed
+runs use :meth:`start_distributed` and :meth:`step_distributed` through
+:mod:`floxide.distributed`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from floxide.checkpoint import CheckpointStore
+from floxide.context import WorkflowCtx
+from floxide.errors import AlreadyCompleted, GraphError, InputError, NotStarted
+from floxide.graph import Edge, Graph, compile_graph, edge_list, to_dot, to_mermaid
+from floxide.merge import strategies
+from floxide.node import Node
+from floxide.retry import RetryPolicy
+from floxide.runner import Progress, Runner, RunResult
+from floxide.typecheck import describe
+
+__all__ = ["Workflow"]
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+class Workflow(Generic[I, O]):
+    """A named workflow graph, checked when it is defined (see :mod:`floxide.graph`).
+
+    ``context`` is the pydantic model of the run's shared state (``None``: no state).
+    ``retry`` and ``timeouts`` (seconds) attach a policy or a time limit to nodes;
+    ``timeout`` limits each whole run; ``concurrency`` bounds the steps one local run executes
+    at once; ``max_steps`` guards against endless loops.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        start: Node[I, Any] | None,
+        edges: Iterable[Edge] = (),
+        context: type[BaseModel] | None = None,
+        retry: Mapping[Node[Any, Any] | str, RetryPolicy] | None = None,
+        timeouts: Mapping[Node[Any, Any] | str, float] | None = None,
+        timeout: float | None = None,
+        concurrency: int = 64,
+        max_steps: int | None = None,
+    ) -> None:
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise GraphError(f"workflow name {name!r} must be letters, digits, '-', '_' or '.'")
+        if concurrency < 1:
+            raise GraphError(f"workflow '{name}': concurrency must be at least 1, got {concurrency}")
+        if timeout is not None and timeout <= 0:
+            raise GraphError(f"workflow '{name}': timeout must be positive, got {timeout}")
+        self.name = name
+        self.context_type = context
+        if context is not None:
+            if not (isinstance(context, type) and issubclass(context, BaseModel)):
+                raise GraphError(f"workflow '{name}': context must be a pydantic model class")
+            strategies(context)
+        self.graph: Graph = compile_graph(
+            name=name, start=start, edges=edges, retry=retry or {}, timeouts=timeouts or {}
+        )
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.max_steps = max_steps
+        self._adapters: dict[str, TypeAdapter[Any]] = {}
+
+    # -- types and data at the boundaries --------------------------------------------------
+
+    @property
+    def start_node(self) -> str:
+        """The name of the start node."""
+        return self.graph.start
+
+    @property
+    def input_type(self) -> Any:
+        """The type of the run's input (the start node's input)."""
+        return self.graph.nodes[self.graph.start].input_type
+
+    @cached_property
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of the run's input."""
+        try:
+            return TypeAdapter(self.input_type).json_schema()
+        except Exception:  # noqa: BLE001 - a type pydantic cannot describe accepts anything
+            return {}
+
+    def validate_input(self, value: Any) -> I:
+        """``value`` (JSON data) as the start node's input; :class:`InputError` names the field."""
+        return self.load_input(self.graph.start, value)  # type: ignore[no-any-return]
+
+    def load_input(self, node: str, value: Any, *, python: bool = False) -> Any:
+        """``value`` validated as ``node``'s input."""
+        adapter = self._adapters.get(node)
+        if adapter is None:
+            adapter = self._adapters[node] = TypeAdapter(self.graph.nodes[node].input_type)
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            raise InputError(_explain(f"input of node '{node}'", exc)) from None
+
+    def load_context(self, data: dict[str, Any] | None) -> Any:
+        """The context model from its JSON form (``None`` without a context type)."""
+        if self.context_type is None:
+            return None
+        try:
+            return self.context_type.model_validate(data or {})
+        except ValidationError as exc:
+            raise InputError(_explain(f"context {self.context_type.__name__}", exc)) from None
+
+    def dump_context(self, context: Any) -> dict[str, Any] | None:
+        """The JSON form of a context."""
+        return None if context is None else context.model_dump(mode="json")
+
+    def new_context(self) -> Any:
+        """A fresh context with the model's defaults."""
+        return None if self.context_type is None else self.context_type()
+
+    # -- local runs ---------------------------------------------------------------------------
+
+    async def run(self, input: I, *, ctx: WorkflowCtx[Any] | None = None) -> O:
+        """Run locally and return the first terminal output."""
+        return (await self.execute(input, ctx=ctx)).output  # type: ignore[no-any-return]
+
+    async def execute(
+        self,
+        input: I,
+        *,
+        ctx: WorkflowCtx[Any] | None = None,
+        run_id: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> RunResult:
+        """Run locally; the result has every output and the final context."""
+        ctx = self._prepare(ctx)
+        runner = Runner.start(self, ctx, run_id or uuid.uuid4().hex, input, on_progress=on_progress)
+        return await runner.run()
+
+    async def run_with_checkpoint(
+        self,
+        input: I,
+        *,
+        store: CheckpointStore,
+        run_id: str,
+        ctx: WorkflowCtx[Any] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> O:
+        """Run durably: the state is saved after every step under ``run_id``.
+
+        If ``run_id`` already has a checkpoint, the run continues from it and ``input`` is
+        ignored; a completed run returns its recorded output.
+        """
+        existing = await store.load(run_id)
+        if existing is not None:
+            if existing.status == "completed":
+                return self.load_output(existing.outputs[0].node, existing.outputs[0].value)  # type: ignore[no-any-return]
+            return await self.resume(store=store, run_id=run_id, ctx=ctx, on_progress=on_progress)
+        ctx = self._prepare(ctx)
+        runner = Runner.start(self, ctx, run_id, input, store=store, on_progress=on_progress)
+        return (await runner.run()).output  # type: ignore[no-any-return]
+
+    async def resume(
+        self,
+        *,
+        store: CheckpointStore,
+        run_id: str,
+        ctx: WorkflowCtx[Any] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> O:
+        """Continue a checkpointed run from its last committed step."""
+        checkpoint = await store.load(run_id)
+        if checkpoint is None:
+            raise NotStarted(f"run '{run_id}' has no checkpoint: it was never started with this store")
+        if checkpoint.workflow != self.name:
+            raise NotStarted(f"run '{run_id}' belongs to workflow '{checkpoint.workflow}', not '{self.name}'")
+        if checkpoint.status == "completed":
+            raise AlreadyCompleted(f"run '{run_id}' already completed; its output is recorded")
+        ctx = self._prepare(ctx, keep_store=False)
+        runner = Runner.restore(self, ctx, checkpoint, store=store, on_progress=on_progress)
+        return (await runner.run()).output  # type: ignore[no-any-return]
+
+    def load_output(self, node: str, value: Any) -> Any:
+        """A recorded output, typed again as ``node``'s output where possible."""
+        try:
+            return TypeAdapter(self.graph.nodes[node].output_type).validate_python(value)
+        except (ValidationError, KeyError):
+            return value
+
+    def _prepare(self, ctx: WorkflowCtx[Any] | None, *, keep_store: bool = True) -> WorkflowCtx[Any]:
+        if ctx is None:
+            ctx = WorkflowCtx(self.new_context() if keep_store else None, timeout=self.timeout)
+        elif ctx.store is None and keep_store:
+            ctx.store = self.new_context()
+        if ctx.deadline is None and self.timeout is not None:
+            ctx = WorkflowCtx(ctx.store, timeout=self.timeout, cancel_token=ctx.cancel_token)
+        if self.context_type is not None and ctx.store is not None and not isinstance(ctx.store, self.context_type):
+            raise InputError(
+                f"workflow '{self.name}' expects a {self.context_type.__name__} context, "
+                f"got {type(ctx.store).__name__}"
+            )
+        return ctx
+
+    # -- graph export -------------------------------------------------------------------------
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz DOT."""
+        return to_dot(self.name, self.graph)
+
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart."""
+        return to_mermaid(self.graph)
+
+    def describe(self) -> dict[str, Any]:
+        """Nodes, edges, start node and input schema: the graph metadata workers publish."""
+        return {
+            "name": self.name,
+            "startNode": self.graph.start,
+            "nodes": [
+                {"name": s.name, "input": describe(s.input_type), "output": describe(s.output_type)}
+                for s in self.graph.nodes.values()
+            ],
+            "edges": [
+                {"from": a, "to": b, "kind": kind, **({"label": label} if label else {})}
+                for a, b, kind, label in edge_list(self.graph)
+            ],
+            "inputSchema": self.input_schema,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}: {len(self.graph.nodes)} nodes, start '{self.graph.start}'>"
+
+
+def _explain(what: str, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        location = ".".join(str(p) for p in error["loc"]) or "(root)"
+        parts.append(f"{location}: {error['msg']} (got {error.get('input')!r:.80})")
+    more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+    return f"{what}: " + "; ".join(parts) + more

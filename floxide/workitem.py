@@ -1,0 +1,27 @@
+"""The work item: one node's input waiting to run, as it is saved and sent between processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["WorkItem"]
+
+
+class WorkItem(BaseModel):
+    """A unit of work: run ``node`` on ``payload`` (JSON) for run ``run_id``.
+
+    ``item_id`` is unique within the run and stable across retries and re-deliveries, so
+    nodes can key idempotent side effects on it; ``attempt`` counts from 1; ``scope`` is the
+    item's fan-out frames (see :mod:`floxide.frames`).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    item_id: str
+    node: str
+    payload: Any = None
+    attempt: int = Field(1, ge=1)
+    scope: tuple[tuple[str, int], ...] = ()
