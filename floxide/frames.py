@@ -55,13 +55,7 @@ class FrameTable:
         self.live[ROOT] = self.live.get(ROOT, 0) + count
 
     def commit(
-        self,
-        *,
-        item_id: str,
-        scope: Scope,
-        children: int,
-        arrivals: list[Arrival],
-        fan_out: bool,
+        self, item_id: str | int, scope: Scope, children: int, arrivals: list[Arrival], fan_out: bool
     ) -> tuple[str | None, list[Fired], bool]:
         """Account for a finished item that produced ``children`` items and ``arrivals``.
 
@@ -94,9 +88,9 @@ class FrameTable:
             fired += self._close(frame)
         return opened, fired, self.live.get(ROOT, 0) == 0
 
-    def _collect(self, frame: str, arrival: Arrival, index: int, item_id: str) -> None:
+    def _collect(self, frame: str, arrival: Arrival, index: int, item_id: str | int) -> None:
         box = self.inbox.setdefault(frame, {}).setdefault(arrival.node, [])
-        box.append((index, item_id, arrival.value))
+        box.append((index, str(item_id), arrival.value))
 
     def _close(self, frame: str) -> list[Fired]:
         fired: list[Fired] = []

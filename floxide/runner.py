@@ -192,24 +192,28 @@ class Runner:
             self.context = apply(self.context, outcome.changes)
         for value in outcome.outputs:
             self.outputs.append((item.node, value))
-        children = [e for e in outcome.emits if not e.join]
-        arrivals = [Arrival(e.node, e.value) for e in outcome.emits if e.join]
-        if not children and not arrivals and not outcome.outputs:
+        emits = outcome.emits
+        if any(e.join for e in emits):
+            children = [e for e in emits if not e.join]
+            arrivals = [Arrival(e.node, e.value) for e in emits if e.join]
+        else:
+            children, arrivals = emits, []
+        if not emits and not outcome.outputs:
             self.ended[item.node] = self.ended.get(item.node, 0) + 1
-        opened, fired, _ = self.frames.commit(
-            item_id=f"{self.run_id}:{item.seq}",
-            scope=item.scope,
-            children=len(children),
-            arrivals=arrivals,
-            fan_out=outcome.fan_out,
-        )
-        for index, emit in enumerate(children):
-            scope = (*item.scope, (opened, index)) if opened else item.scope
-            self.ready.append(self._new(emit.node, emit.value, scope))
+        opened, fired, _ = self.frames.commit(item.seq, item.scope, len(children), arrivals, outcome.fan_out)
+        ready = self.ready
+        if opened is None:
+            for emit in children:
+                self.next_id += 1
+                ready.append(_Item(self.next_id, emit.node, emit.value, 1, item.scope))
+        else:
+            for index, emit in enumerate(children):
+                ready.append(self._new(emit.node, emit.value, (*item.scope, (opened, index))))
         for join in fired:
             values = self.workflow.load_input(join.node, join.values, python=True)
-            self.ready.append(self._new(join.node, values, join.scope))
-        await self._save("running")
+            ready.append(self._new(join.node, values, join.scope))
+        if self.store is not None:
+            await self._save("running")
         if self.on_progress is not None:
             self.on_progress(Progress(self.steps, len(self.ready) + len(self.delayed), len(self.inflight)))
 

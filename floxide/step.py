@@ -107,7 +107,9 @@ def _route(graph: Graph, spec: NodeSpec, result: Any) -> Outcome:
             emits.extend(Emit(t, value, t in joins) for t in spec.targets)
     else:
         outcome.outputs.extend(values)
-    outcome.fan_out = fan_out or sum(1 for e in emits if not e.join) > 1
+    if not fan_out and len(emits) > 1:
+        fan_out = sum(1 for e in emits if not e.join) > 1
+    outcome.fan_out = fan_out
     return outcome
 
 
