@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, InstanceOf
 
 from floxide.context import WorkflowCtx
 from floxide.node import Node
@@ -23,7 +23,7 @@ class BatchNode(Node[list[Any], list[Any]]):
     sees the same context copy.
     """
 
-    inner: Node[Any, Any]
+    inner: InstanceOf[Node[Any, Any]]
     batch_size: int = Field(8, ge=1)
 
     async def process(self, ctx: WorkflowCtx[Any], input: list[Any]) -> Next[list[Any]]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, model_validator
 
 from floxide.context import WorkflowCtx
 from floxide.errors import Cancelled, PermanentError, RetryableError, Timeout
@@ -97,7 +97,7 @@ class RetryPolicy(BaseModel):
 class RetryNode(Node[Any, Any]):
     """Runs ``inner`` again within the same step until it succeeds or the policy gives up."""
 
-    inner: Node[Any, Any]
+    inner: InstanceOf[Node[Any, Any]]
     policy: RetryPolicy
 
     async def process(self, ctx: WorkflowCtx[Any], input: Any) -> Any:
