@@ -68,7 +68,7 @@ class Node(BaseModel, Generic[I, O]):
     @property
     def input_type(self) -> Any:
         """The type of the values this node accepts."""
-        return _input_hint(type(self).process, skip=2)
+        return _input_hint(type(self).process, skip=3)  # (self, ctx, input)
 
     @property
     def output_type(self) -> Any:
