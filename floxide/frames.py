@@ -26,12 +26,12 @@ ROOT = ""
 
 @dataclass(frozen=True, slots=True)
 class Fired:
-    """A join that fired: ``node`` receives ``values`` in ``scope``."""
+    """A join that fired: ``node`` receives ``values`` in ``scope``; ``item_id`` is its new item's id."""
 
     node: str
     values: list[Any]
     scope: Scope
-    frame: str
+    item_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,23 +83,23 @@ class FrameTable:
         self.live[frame] -= 1
         fired: list[Fired] = []
         for opened_frame in closing:
-            fired += self._close(opened_frame)
+            fired += self._close(opened_frame, item_id)
         if self.live.get(frame, 1) == 0:
-            fired += self._close(frame)
+            fired += self._close(frame, item_id)
         return opened, fired, self.live.get(ROOT, 0) == 0
 
     def _collect(self, frame: str, arrival: Arrival, index: int, item_id: str | int) -> None:
         box = self.inbox.setdefault(frame, {}).setdefault(arrival.node, [])
         box.append((index, str(item_id), arrival.value))
 
-    def _close(self, frame: str) -> list[Fired]:
+    def _close(self, frame: str, item_id: str | int) -> list[Fired]:
         fired: list[Fired] = []
         while True:
             box = self.inbox.pop(frame, {})
             parent_scope = self.parents.pop(frame, ())
             for node in sorted(box):
                 values = [value for _, _, value in sorted(box[node], key=lambda e: (e[0], e[1]))]
-                fired.append(Fired(node, values, parent_scope, frame))
+                fired.append(Fired(node, values, parent_scope, f"j:{item_id}:{node}"))
             if frame == ROOT:
                 self.live[ROOT] = len(box)
                 return fired

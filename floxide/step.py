@@ -51,8 +51,14 @@ class Outcome:
     retry_delay: float = 0.0
 
 
-async def execute(graph: Graph, spec: NodeSpec, ctx: WorkflowCtx[Any], value: Any) -> Outcome:
-    """Run ``spec``'s node with ``ctx`` (a step context) on ``value``."""
+async def execute(
+    graph: Graph, spec: NodeSpec, ctx: WorkflowCtx[Any], value: Any, *, default_retry: Any = None
+) -> Outcome:
+    """Run ``spec``'s node with ``ctx`` (a step context) on ``value``.
+
+    ``default_retry`` is the policy for nodes without one of their own (distributed workers
+    retry by default; local runs do not).
+    """
     before = ctx.store
     if before is not None and hasattr(before, "model_copy"):
         ctx.store = before.model_copy(deep=True)
@@ -74,7 +80,7 @@ async def execute(graph: Graph, spec: NodeSpec, ctx: WorkflowCtx[Any], value: An
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - every node failure is handled by policy
-        return _failed(spec, ctx, value, exc)
+        return _failed(spec, ctx, value, exc, spec.retry or default_retry)
 
 
 def _route(graph: Graph, spec: NodeSpec, result: Any) -> Outcome:
@@ -113,8 +119,7 @@ def _route(graph: Graph, spec: NodeSpec, result: Any) -> Outcome:
     return outcome
 
 
-def _failed(spec: NodeSpec, ctx: WorkflowCtx[Any], value: Any, error: Exception) -> Outcome:
-    policy = spec.retry
+def _failed(spec: NodeSpec, ctx: WorkflowCtx[Any], value: Any, error: Exception, policy: Any) -> Outcome:
     if policy is not None and policy.should_retry(error, ctx.attempt):
         return Outcome("retry", error=error, retry_delay=policy.delay(ctx.attempt, error))
     if not spec.fallbacks:

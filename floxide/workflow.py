@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from floxide.checkpoint import CheckpointStore
+from floxide.distributed.protocols import Backend
 from floxide.context import WorkflowCtx
 from floxide.errors import AlreadyCompleted, GraphError, InputError, NotStarted
 from floxide.graph import Edge, Graph, compile_graph, edge_list, to_dot, to_mermaid
@@ -222,6 +223,22 @@ class Workflow(Generic[I, O]):
                 f"got {type(ctx.store).__name__}"
             )
         return ctx
+
+    # -- distributed runs ----------------------------------------------------------------------
+
+    async def start_distributed(
+        self, backend: Backend, input: I, *, run_id: str | None = None, context: Any = None
+    ) -> str:
+        """Seed a distributed run in ``backend`` (idempotent per ``run_id``); returns the run id."""
+        from floxide.distributed.execution import start_run
+
+        return await start_run(self, backend, input, run_id=run_id, context=context)
+
+    async def step_distributed(self, backend: Backend, worker_id: str, *, block: float = 0.0) -> str | None:
+        """Claim and process one work item from ``backend``; ``None`` when there was none."""
+        from floxide.distributed.worker import DistributedWorker
+
+        return await DistributedWorker(self, backend, worker_id=worker_id).run_once(block=block)
 
     # -- graph export -------------------------------------------------------------------------
 

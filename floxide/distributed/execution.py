@@ -1,0 +1,159 @@
+"""Seeding a distributed run and executing one claimed work item: the steps every worker shares.
+
+``start_run`` creates the run record and enqueues the start item, once per run id.
+``process_claim`` checks the run (paused or failed runs park the item, cancelled or
+finished runs drop it, an expired deadline fails the run), runs the node with the engine's
+:func:`floxide.step.execute`, and hands the outcome to the backend: an atomic commit, a
+durable delayed retry, or a permanent failure. Node code runs at least once per item; its
+effects on the run are committed exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import to_jsonable_python
+
+from floxide.context import CancelToken, WorkflowCtx
+from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
+from floxide.distributed.protocols import Backend, Commit
+from floxide.errors import FloxideError, InputError
+from floxide.retry import RetryPolicy
+from floxide.step import Outcome, execute
+from floxide.workitem import WorkItem
+
+if TYPE_CHECKING:
+    from floxide.workflow import Workflow
+
+__all__ = ["ROOT_ITEM", "StepResult", "child_id", "plan_commit", "process_claim", "start_run"]
+
+ROOT_ITEM = "root"
+
+StepResult = str
+"""What happened to a claimed item: ``committed``, ``duplicate``, ``retrying``, ``failed``,
+``parked``, ``dropped`` or ``cancelled``."""
+
+
+async def start_run(
+    workflow: Workflow[Any, Any],
+    backend: Backend,
+    input: Any,
+    *,
+    run_id: str | None = None,
+    context: Any = None,
+    deadline_seconds: float | None = None,
+) -> str:
+    """Seed a run: validate ``input``, store the context and the first item. Idempotent per run id."""
+    run_id = run_id or uuid.uuid4().hex
+    value = workflow.validate_input(input)
+    store = context if context is not None else workflow.new_context()
+    seconds = deadline_seconds if deadline_seconds is not None else workflow.timeout
+    info = RunInfo(
+        run_id=run_id,
+        workflow=backend.workflow,
+        deadline=None if seconds is None else datetime.now(UTC) + timedelta(seconds=seconds),
+    )
+    item = WorkItem(
+        run_id=run_id, item_id=ROOT_ITEM, node=workflow.start_node, payload=to_jsonable_python(value)
+    )
+    await backend.start_run(info, item, workflow.dump_context(store))
+    return run_id
+
+
+def child_id(parent: str, index: int) -> str:
+    """The id of a step's ``index``-th successor: stable, so a re-run step makes the same ids."""
+    return hashlib.blake2b(f"{parent}/{index}".encode(), digest_size=10).hexdigest()
+
+
+def plan_commit(item: WorkItem, outcome: Outcome, seconds: float) -> Commit:
+    """The commit of a successful step: successor items with their scopes, arrivals, outputs."""
+    commit = Commit(item=item, seconds=seconds, changes=[c.to_json() for c in outcome.changes])
+    opened = f"f:{item.item_id}" if outcome.fan_out else None
+    commit.opened = opened
+    index = 0
+    for emit in outcome.emits:
+        if emit.join:
+            commit.arrivals.append((emit.node, to_jsonable_python(emit.value)))
+            continue
+        scope = (*item.scope, (opened, index)) if opened else item.scope
+        commit.children.append(
+            WorkItem(
+                run_id=item.run_id,
+                item_id=child_id(item.item_id, index),
+                node=emit.node,
+                payload=to_jsonable_python(emit.value),
+                scope=scope,
+            )
+        )
+        index += 1
+    commit.outputs = [to_jsonable_python(value) for value in outcome.outputs]
+    commit.ended = not outcome.emits and not outcome.outputs
+    return commit
+
+
+async def process_claim(
+    workflow: Workflow[Any, Any],
+    backend: Backend,
+    claim: Claim,
+    *,
+    retry: RetryPolicy | None = None,
+    cancel_token: CancelToken | None = None,
+) -> StepResult:
+    """Run one claimed item to its outcome and hand that to the backend."""
+    item = claim.item
+    state = await backend.step_input(claim)
+    if state.status is None or state.status in (RunStatus.CANCELLED, RunStatus.COMPLETED):
+        await backend.set_aside(claim, keep=False)
+        return "dropped"
+    if state.status in (RunStatus.PAUSED, RunStatus.FAILED):
+        await backend.set_aside(claim, keep=True)
+        return "parked"
+    if state.deadline is not None and time.time() >= state.deadline:
+        await backend.set_status(item.run_id, RunStatus.FAILED, reason="run exceeded its deadline")
+        await backend.set_aside(claim, keep=True)
+        return "parked"
+    spec = workflow.graph.nodes.get(item.node)
+    if spec is None:
+        await backend.fail(claim, _record(item, FloxideError(f"workflow has no node '{item.node}'"), permanent=True))
+        return "failed"
+    try:
+        value = workflow.load_input(item.node, item.payload)
+        context = workflow.load_context(state.context)
+    except InputError as exc:
+        await backend.fail(claim, _record(item, exc, permanent=True))
+        return "failed"
+    ctx: WorkflowCtx[Any] = WorkflowCtx(context, cancel_token=cancel_token)
+    if state.deadline is not None:
+        ctx.deadline = time.monotonic() + (state.deadline - time.time())
+    step_ctx = ctx.for_step(context, run_id=item.run_id, node=item.node, item_id=item.item_id, attempt=item.attempt)
+    started = time.perf_counter()
+    outcome = await execute(workflow.graph, spec, step_ctx, value, default_retry=retry)
+    seconds = time.perf_counter() - started
+    if outcome.status == "retry":
+        assert outcome.error is not None
+        await backend.retry_later(claim, delay=outcome.retry_delay, error=_record(item, outcome.error))
+        return "retrying"
+    if outcome.status == "failed":
+        assert outcome.error is not None
+        await backend.fail(claim, _record(item, outcome.error, permanent=True))
+        return "failed"
+    result = await backend.commit(claim, plan_commit(item, outcome, seconds))
+    return "committed" if result == "ok" else result
+
+
+def _record(item: WorkItem, error: BaseException, *, permanent: bool = False) -> ErrorRecord:
+    return ErrorRecord(
+        run_id=item.run_id,
+        item_id=item.item_id,
+        node=item.node,
+        attempt=item.attempt,
+        error_type=type(error).__name__,
+        message=str(error)[:2000],
+        traceback="".join(traceback.format_exception(error))[-8000:],
+        permanent=permanent,
+    )

@@ -1,0 +1,179 @@
+"""The records distributed runs keep: runs, metrics, errors, workers and work-item states.
+
+These are the pydantic models every store reads and writes, in memory and in Redis.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from floxide.workitem import WorkItem
+
+__all__ = [
+    "Claim",
+    "ErrorRecord",
+    "ItemStatus",
+    "NodeMetrics",
+    "RunInfo",
+    "RunMetrics",
+    "RunStatus",
+    "WorkItemState",
+    "WorkerHealth",
+    "WorkerStatus",
+    "can_move",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+class RunStatus(StrEnum):
+    """Where a run stands. It only moves forward, except that a Failed run may be retried."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Completed, Failed or Cancelled."""
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunInfo(BaseModel):
+    """A run's record."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus = RunStatus.PENDING
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline: datetime | None = None
+    output: Any = None
+    has_output: bool = False
+    error: str | None = None
+    items_total: int = 0
+    items_done: int = 0
+    interrupt: bool = False
+
+
+class NodeMetrics(BaseModel):
+    """Counts and time of one node within a run."""
+
+    created: int = 0
+    completed: int = 0
+    failed: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+
+    @property
+    def pending(self) -> int:
+        """Items of this node not finished yet (queued, running or waiting to retry)."""
+        return max(self.created - self.completed - self.failed, 0)
+
+
+class RunMetrics(BaseModel):
+    """Per-run and per-node counts (Floxide's four counters, and durations)."""
+
+    total_work_items: int = 0
+    completed: int = 0
+    failed: int = 0
+    retries: int = 0
+    nodes: dict[str, NodeMetrics] = Field(default_factory=dict)
+
+
+class ErrorRecord(BaseModel):
+    """One failure of one work item."""
+
+    run_id: str
+    item_id: str
+    node: str
+    attempt: int
+    error_type: str
+    message: str
+    traceback: str = ""
+    permanent: bool = False
+    timestamp: datetime = Field(default_factory=utcnow)
+
+
+class WorkerStatus(StrEnum):
+    """What a worker is doing."""
+
+    IDLE = "Idle"
+    BUSY = "Busy"
+    DRAINING = "Draining"
+
+
+class WorkerHealth(BaseModel):
+    """A worker's heartbeat record."""
+
+    worker_id: str
+    workflow: str
+    status: WorkerStatus = WorkerStatus.IDLE
+    last_heartbeat: datetime = Field(default_factory=utcnow)
+    started_at: datetime = Field(default_factory=utcnow)
+    in_flight: list[str] = Field(default_factory=list, description="'run_id/item_id' of running steps")
+    processed: int = 0
+    errors: int = 0
+    concurrency: int = 1
+
+
+class ItemStatus(StrEnum):
+    """A work item's state."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    WAITING_RETRY = "WaitingRetry"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    PARKED = "Parked"
+
+
+class WorkItemState(BaseModel):
+    """A work item's status, attempts and node."""
+
+    item_id: str
+    node: str
+    status: ItemStatus
+    attempt: int = 1
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Claim(BaseModel):
+    """A work item a worker has claimed: commit or release it before its lease runs out.
+
+    ``delivery`` is the queue's id for this delivery (the Stream entry id in Redis);
+    ``deliveries`` counts how often the item was handed out (crash loops are dead-lettered).
+    """
+
+    item: WorkItem
+    delivery: str
+    deliveries: int = 1
+
+
+_MOVES: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.PENDING: frozenset(
+        {RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPLETED}
+    ),
+    RunStatus.RUNNING: frozenset({RunStatus.PAUSED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
+    RunStatus.COMPLETED: frozenset(),
+    RunStatus.CANCELLED: frozenset(),
+}
+
+
+def can_move(current: RunStatus, target: RunStatus) -> bool:
+    """Whether a run may go from ``current`` to ``target`` (``Failed -> Running`` is a retry)."""
+    return target in _MOVES[current]

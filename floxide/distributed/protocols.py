@@ -1,0 +1,200 @@
+"""The distributed protocols: the work queue, the stores, and the backend that commits atomically.
+
+Each store is a protocol with an in-memory implementation (:mod:`floxide.distributed.memory`)
+and a Redis one (:mod:`floxide.redis`). A step touches several of them at once — successors,
+context, counters, item state, outputs, acknowledgement — so the atomic operations live on
+the :class:`Backend`, which owns one of each store over the same storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from floxide.checkpoint import CheckpointStore
+from floxide.distributed.models import (
+    Claim,
+    ErrorRecord,
+    RunInfo,
+    RunMetrics,
+    RunStatus,
+    WorkerHealth,
+    WorkItemState,
+)
+from floxide.workitem import WorkItem
+
+__all__ = [
+    "Backend",
+    "CheckpointStore",
+    "Commit",
+    "ContextStore",
+    "ErrorStore",
+    "LivenessStore",
+    "MetricsStore",
+    "RunInfoStore",
+    "StepInput",
+    "WorkItemStateStore",
+    "WorkQueue",
+]
+
+
+class WorkQueue(Protocol):
+    """The work items of one workflow, shared by all its workers, with leases."""
+
+    async def claim(self, consumer: str, *, count: int, block: float) -> list[Claim]:
+        """Up to ``count`` new items for ``consumer``, waiting up to ``block`` seconds."""
+
+    async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
+        """Items whose lease expired (idle longer than ``min_idle`` seconds), now ``consumer``'s."""
+
+    async def extend(self, consumer: str, claims: Sequence[Claim]) -> None:
+        """Renew the lease of ``claims`` (long steps call this periodically)."""
+
+    async def release(self, consumer: str, claims: Sequence[Claim]) -> None:
+        """Give ``claims`` back unfinished: other workers may reclaim them at once."""
+
+    async def pending(self, run_id: str) -> list[WorkItem]:
+        """The run's items not yet committed: queued, claimed, delayed or parked."""
+
+    async def backlog(self) -> tuple[int, int]:
+        """``(lag, pending)``: items not yet delivered, and delivered but not acknowledged."""
+
+
+class ContextStore(Protocol):
+    """Each run's context, in JSON form."""
+
+    async def get(self, run_id: str) -> dict[str, Any] | None:
+        """The run's context, or ``None`` if the run has none."""
+
+
+class RunInfoStore(Protocol):
+    """Run records."""
+
+    async def get(self, run_id: str) -> RunInfo | None:
+        """The run's record, or ``None``."""
+
+    async def list(self, status: RunStatus | None = None, *, limit: int = 1000) -> list[RunInfo]:
+        """Runs, newest first, optionally only those in ``status``."""
+
+    async def outputs(self, run_id: str) -> list[Any]:
+        """Every terminal output of the run, in commit order (JSON)."""
+
+
+class MetricsStore(Protocol):
+    """Per-run and per-node counters."""
+
+    async def get(self, run_id: str) -> RunMetrics:
+        """The run's metrics (zeros for an unknown run)."""
+
+
+class ErrorStore(Protocol):
+    """Each failure of a run's items."""
+
+    async def list(self, run_id: str) -> list[ErrorRecord]:
+        """The run's errors, oldest first."""
+
+
+class LivenessStore(Protocol):
+    """Worker heartbeats."""
+
+    async def heartbeat(self, health: WorkerHealth, *, ttl: float) -> None:
+        """Record ``health``; the worker counts as gone after ``ttl`` seconds without one."""
+
+    async def list(self) -> list[WorkerHealth]:
+        """Workers with a live heartbeat."""
+
+    async def remove(self, worker_id: str) -> None:
+        """Forget a worker (on shutdown)."""
+
+
+class WorkItemStateStore(Protocol):
+    """Each work item's status and attempts."""
+
+    async def get(self, run_id: str, item_id: str) -> WorkItemState | None:
+        """One item's state."""
+
+    async def list(self, run_id: str) -> list[WorkItemState]:
+        """Every item of the run."""
+
+
+@dataclass(slots=True)
+class StepInput:
+    """What a worker needs before running a claimed item: the run's status and context."""
+
+    status: RunStatus | None
+    context: dict[str, Any] | None
+    deadline: float | None = None
+    interrupt: bool = False
+
+
+@dataclass(slots=True)
+class Commit:
+    """A finished step, ready to be committed atomically.
+
+    ``children`` are new items; ``opened`` the fan-out frame they open (or ``None``);
+    ``arrivals`` are ``(join node, value)`` pairs collected by the item's (or the opened)
+    frame; ``changes`` are context deltas (:meth:`floxide.merge.FieldChange.to_json`).
+    ``expected`` holds, for custom-merged fields, the value the merge was computed on: the
+    commit is refused if the stored value differs (the worker then merges again).
+    """
+
+    item: WorkItem
+    children: list[WorkItem] = field(default_factory=list)
+    opened: str | None = None
+    arrivals: list[tuple[str, Any]] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    ended: bool = False
+
+
+class Backend(Protocol):
+    """One storage technology: the queue, the stores, and the atomic operations on them."""
+
+    workflow: str
+    queue: WorkQueue
+    contexts: ContextStore
+    runs: RunInfoStore
+    metrics: MetricsStore
+    errors: ErrorStore
+    liveness: LivenessStore
+    items: WorkItemStateStore
+
+    async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
+        """Create the run and enqueue its first item, once: ``False`` if the run exists."""
+
+    async def step_input(self, claim: Claim) -> StepInput:
+        """The run status and context for a claimed item (and mark the item running)."""
+
+    async def commit(self, claim: Claim, commit: Commit) -> str:
+        """Apply a step atomically and acknowledge it: ``ok``, ``duplicate`` or ``conflict:<field>``."""
+
+    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> None:
+        """Acknowledge the item and queue it again, attempt + 1, after ``delay`` seconds."""
+
+    async def fail(self, claim: Claim, error: ErrorRecord) -> None:
+        """The item failed for good: record it, dead-letter it, fail the run."""
+
+    async def set_aside(self, claim: Claim, *, keep: bool) -> None:
+        """Acknowledge an item its run cannot take now: park it (``keep``) or drop it."""
+
+    async def promote_due(self) -> int:
+        """Move delayed items whose time has come back into the queue; returns how many."""
+
+    async def set_status(
+        self, run_id: str, status: RunStatus, *, reason: str | None = None, interrupt: bool = False
+    ) -> RunStatus | None:
+        """Move the run to ``status`` if that is a legal move; returns the status it is in now.
+
+        Pausing parks nothing at once (workers park items as they meet them); resuming, and
+        retrying a Failed run (``Failed -> Running``), put parked and failed items back in
+        the queue; cancelling drops them, and with ``interrupt`` running steps are cancelled.
+        ``None``: the run does not exist.
+        """
+
+    async def publish_graph(self, graph: dict[str, Any]) -> None:
+        """Store the workflow's graph metadata (nodes, edges, start node, input schema)."""
+
+    async def graph(self) -> dict[str, Any] | None:
+        """The published graph metadata, if any worker published it."""

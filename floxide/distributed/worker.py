@@ -1,0 +1,281 @@
+"""``DistributedWorker``: claims work items of one workflow and runs up to N of them at once.
+
+Beside the steps, supervised background tasks keep the worker honest: heartbeats (so
+``floxide workers`` and the operator see it), lease renewal for long steps, reclaiming
+items whose worker died (idle past the lease), promoting due retries, and watching the
+runs of in-flight steps (a cancelled run with ``interrupt`` or an expired deadline cancels
+its running steps). ``stop()`` drains: no new claims, in-flight steps get ``grace`` seconds
+to finish, the rest are cancelled and released for other workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from floxide.context import CancelToken
+from floxide.distributed.execution import StepResult, process_claim
+from floxide.distributed.models import Claim, RunStatus, WorkerHealth, WorkerStatus, utcnow
+from floxide.distributed.protocols import Backend
+from floxide.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from floxide.workflow import Workflow
+
+__all__ = ["DEFAULT_RETRY", "DistributedWorker", "WorkerHooks", "worker_identity"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=30.0, jitter=0.5)
+"""Distributed workers retry nodes without a policy of their own: 3 attempts, 1 s doubling."""
+
+
+def worker_identity() -> str:
+    """A worker id unique across pods and processes: host (pod) name, pid and a random suffix."""
+    return f"{os.environ.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class WorkerHooks:
+    """Observe the worker loop; override what you need (every method is a no-op).
+
+    Hook failures are logged and never reach the worker loop.
+    """
+
+    def on_claim(self, claim: Claim) -> None:
+        """A work item was claimed."""
+
+    def on_result(self, claim: Claim, result: StepResult, seconds: float) -> None:
+        """A claimed item ended as ``result`` after ``seconds``."""
+
+    def on_backlog(self, lag: int, pending: int) -> None:
+        """The queue's backlog was measured."""
+
+
+class DistributedWorker:
+    """Runs one workflow's work items from ``backend``; ``concurrency`` steps at once."""
+
+    def __init__(
+        self,
+        workflow: Workflow[Any, Any],
+        backend: Backend,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 1,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        lease: float = 30.0,
+        heartbeat_interval: float = 5.0,
+        block: float = 1.0,
+        control_interval: float = 0.5,
+        drain_grace: float = 25.0,
+        hooks: Sequence[WorkerHooks] = (),
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.workflow = workflow
+        self.backend = backend
+        self.worker_id = worker_id or worker_identity()
+        self.concurrency = concurrency
+        self.retry = retry
+        self.lease = lease
+        self.heartbeat_interval = heartbeat_interval
+        self.block = block
+        self.control_interval = control_interval
+        self.drain_grace = drain_grace
+        self.hooks = tuple(hooks)
+        self.processed = 0
+        self.errors = 0
+        self.started_at = utcnow()
+        self._inflight: dict[asyncio.Task[StepResult], Claim] = {}
+        self._tokens: dict[asyncio.Task[StepResult], CancelToken] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._status = WorkerStatus.IDLE
+
+    # -- single steps (Floxide's step_distributed) ------------------------------------------------
+
+    async def run_once(self, *, block: float = 0.0) -> StepResult | None:
+        """Claim and process one item; ``None`` when there was nothing to do."""
+        await self.backend.promote_due()
+        claims = await self.backend.queue.reclaim(self.worker_id, min_idle=self.lease, count=1)
+        if not claims:
+            claims = await self.backend.queue.claim(self.worker_id, count=1, block=block)
+        if not claims:
+            return None
+        return await self._process(claims[0], CancelToken())
+
+    # -- the long-running loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work until :meth:`stop` is called, then drain."""
+        await self.backend.publish_graph(self.workflow.describe())
+        background = [
+            asyncio.create_task(self._every(self.heartbeat_interval, self._heartbeat), name="heartbeat"),
+            asyncio.create_task(self._every(self.lease / 3, self._extend_leases), name="leases"),
+            asyncio.create_task(self._every(max(self.lease / 2, 0.05), self._reclaim), name="reclaim"),
+            asyncio.create_task(self._every(0.1, self._promote), name="retries"),
+            asyncio.create_task(self._every(self.control_interval, self._watch_runs), name="control"),
+        ]
+        try:
+            await self._heartbeat()
+            await self._claim_loop()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self.backend.liveness.remove(self.worker_id)
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` returns after draining (``drain_grace`` seconds at most)."""
+        self._stopping.set()
+        self._slot_freed.set()
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for in-flight steps, then cancel and release the rest."""
+        self._status = WorkerStatus.DRAINING
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=grace)
+        leftover = dict(self._inflight)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            await asyncio.gather(*leftover, return_exceptions=True)
+            await self.backend.queue.release(self.worker_id, list(leftover.values()))
+            log.info("released %d unfinished item(s) for other workers", len(leftover))
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            while len(self._inflight) >= self.concurrency and not self._stopping.is_set():
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                break
+            try:
+                claims = await self.backend.queue.claim(self.worker_id, count=free, block=self.block)
+            except Exception:  # noqa: BLE001 - a broken connection must not kill the worker
+                log.exception("claiming work failed; retrying in 1s")
+                await asyncio.sleep(1.0)
+                continue
+            for claim in claims:
+                self._start(claim)
+        await self.drain(self.drain_grace)
+
+    def _start(self, claim: Claim) -> None:
+        token = CancelToken()
+        task = asyncio.create_task(self._process(claim, token))
+        self._inflight[task] = claim
+        self._tokens[task] = token
+        self._status = WorkerStatus.BUSY
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[StepResult]) -> None:
+        self._inflight.pop(task, None)
+        self._tokens.pop(task, None)
+        self._slot_freed.set()
+        if not self._inflight:
+            self._status = WorkerStatus.IDLE
+        if not task.cancelled() and task.exception() is not None:
+            self.errors += 1
+            log.error("step crashed: %s", task.exception(), exc_info=task.exception())
+
+    async def _process(self, claim: Claim, token: CancelToken) -> StepResult:
+        item = claim.item
+        for hook in self.hooks:
+            _safely(hook.on_claim, claim)
+        started = time.perf_counter()
+        try:
+            result = await process_claim(self.workflow, self.backend, claim, retry=self.retry, cancel_token=token)
+        except asyncio.CancelledError:
+            if token.is_set:
+                await self.backend.set_aside(claim, keep=token.reason != "cancelled")
+                result = "cancelled"
+            else:
+                raise
+        self.processed += 1
+        if result in ("failed", "retrying"):
+            self.errors += 1
+        seconds = time.perf_counter() - started
+        log.debug("run=%s node=%s item=%s %s in %.3fs", item.run_id, item.node, item.item_id, result, seconds)
+        for hook in self.hooks:
+            _safely(hook.on_result, claim, result, seconds)
+        return result
+
+    # -- background duties -----------------------------------------------------------------------
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - background duties retry on their next tick
+                log.warning("background task %s failed", getattr(action, "__name__", action), exc_info=True)
+
+    async def _heartbeat(self) -> None:
+        health = WorkerHealth(
+            worker_id=self.worker_id,
+            workflow=self.backend.workflow,
+            status=self._status,
+            started_at=self.started_at,
+            in_flight=[f"{c.item.run_id}/{c.item.item_id}" for c in self._inflight.values()],
+            processed=self.processed,
+            errors=self.errors,
+            concurrency=self.concurrency,
+        )
+        await self.backend.liveness.heartbeat(health, ttl=self.heartbeat_interval * 3)
+        if self.hooks:
+            lag, pending = await self.backend.queue.backlog()
+            for hook in self.hooks:
+                _safely(hook.on_backlog, lag, pending)
+
+    async def _extend_leases(self) -> None:
+        if self._inflight:
+            await self.backend.queue.extend(self.worker_id, list(self._inflight.values()))
+
+    async def _reclaim(self) -> None:
+        free = self.concurrency - len(self._inflight)
+        if free <= 0 or self._stopping.is_set():
+            return
+        for claim in await self.backend.queue.reclaim(self.worker_id, min_idle=self.lease, count=free):
+            log.info("reclaimed run=%s item=%s from a silent worker", claim.item.run_id, claim.item.item_id)
+            self._start(claim)
+
+    async def _promote(self) -> None:
+        await self.backend.promote_due()
+
+    async def _watch_runs(self) -> None:
+        by_run: dict[str, list[asyncio.Task[StepResult]]] = {}
+        for task, claim in list(self._inflight.items()):
+            by_run.setdefault(claim.item.run_id, []).append(task)
+        now = time.time()
+        for run_id, tasks in by_run.items():
+            info = await self.backend.runs.get(run_id)
+            if info is None:
+                continue
+            reason = None
+            if info.status is RunStatus.CANCELLED and info.interrupt:
+                reason = "cancelled"
+            elif info.deadline is not None and now >= info.deadline.timestamp() and not info.status.finished:
+                await self.backend.set_status(run_id, RunStatus.FAILED, reason="run exceeded its deadline")
+                reason = "deadline"
+            if reason is None:
+                continue
+            for task in tasks:
+                token = self._tokens.get(task)
+                if token is not None:
+                    token.cancel(reason)
+                task.cancel()
+
+
+def _safely(function: Callable[..., None], *args: Any) -> None:
+    try:
+        function(*args)
+    except Exception:  # noqa: BLE001 - hooks never break the worker
+        log.warning("worker hook %s failed", getattr(function, "__qualname__", function), exc_info=True)
