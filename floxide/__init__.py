@@ -88,4 +88,5 @@ __all__ = [
     "route",
     "source",
     "when",
+    "with_retry",
 ]
