@@ -1,0 +1,546 @@
+"""``RedisBackend``: every distributed protocol on Redis Streams and Lua.
+
+The claim protocol (see the scripts' headers for the exact contracts):
+
+* One Stream per workflow, read by the consumer group ``floxide-workers`` with
+  ``XREADGROUP ... BLOCK`` (no polling). A claimed entry stays in the group's pending list
+  until the step's commit acknowledges it, in the same script that applies the step.
+* A worker renews the lease of long steps (``lease.lua``); entries idle longer than the
+  lease belong to a dead worker and are reclaimed with ``XAUTOCLAIM``. An entry handed out
+  more than ``max_deliveries`` times (a step that kills its worker) is dead-lettered.
+* ``commit.lua`` applies a step atomically: idempotency marker, context deltas, metrics,
+  outputs, fan-out frames and joins, successors, run completion, acknowledgement. A
+  re-delivered item that is already committed is only acknowledged.
+* Retries wait in a sorted set scored by due time and are promoted back into the stream
+  (``promote.lua``): they survive any worker crash.
+* The stream is trimmed (``XTRIM MINID``) only below the oldest entry not yet acknowledged.
+
+Round trips per step: the claim (``XREADGROUP``, shared by up to ``count`` items), one
+pipeline reading the run's status and context, and the commit script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from floxide.distributed.models import (
+    Claim,
+    ErrorRecord,
+    NodeMetrics,
+    RunInfo,
+    RunMetrics,
+    RunStatus,
+    WorkerHealth,
+    WorkItemState,
+)
+from floxide.distributed.protocols import Commit, StepInput
+from floxide.errors import FloxideError
+from floxide.redis.context import ContextLayout, flatten_ops
+from floxide.redis.keys import GROUP, REGISTRY, KeySpace, RunKeys
+from floxide.redis.scripts import Scripts
+from floxide.workitem import WorkItem
+
+__all__ = ["RedisBackend"]
+
+_CAS_RETRIES = 20
+
+
+def _iso(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).isoformat()
+
+
+def _item_json(item: WorkItem) -> str:
+    return item.model_dump_json()
+
+
+class RedisBackend:
+    """All stores of one workflow in Redis.
+
+    ``namespace`` separates tenants (the Kubernetes namespace, or a local prefix); ``ttl`` is
+    how long a finished run's data is kept (seconds); ``max_deliveries`` bounds how often
+    one item may be handed out before it is dead-lettered.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        workflow: str,
+        *,
+        namespace: str = "default",
+        context_type: type[BaseModel] | None = None,
+        ttl: float = 7 * 24 * 3600,
+        max_deliveries: int = 5,
+        errors_kept: int = 200,
+        dead_letters_kept: int = 10_000,
+    ) -> None:
+        self.client = client
+        self.workflow = workflow
+        self.keys = KeySpace(namespace, workflow)
+        self.layout = ContextLayout(context_type)
+        self.ttl = int(ttl)
+        self.max_deliveries = max_deliveries
+        self.errors_kept = errors_kept
+        self.dead_letters_kept = dead_letters_kept
+        self.scripts = Scripts(client)
+        self._group_ready = False
+        self._reclaim_cursor = "0-0"
+        self.queue = _Queue(self)
+        self.contexts = _Contexts(self)
+        self.runs = _Runs(self)
+        self.metrics = _Metrics(self)
+        self.errors = _Errors(self)
+        self.liveness = _Liveness(self)
+        self.items = _Items(self)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def run_keys(self, run_id: str) -> RunKeys:
+        return self.keys.run(run_id)
+
+    def all_run_keys(self, run_id: str) -> list[str]:
+        keys = self.run_keys(run_id)
+        return [*keys.fixed(), *(key for _, _, key in self.layout.separate_keys(keys))]
+
+    async def ensure_group(self) -> None:
+        """Create the stream and its consumer group if missing (idempotent)."""
+        if self._group_ready:
+            return
+        try:
+            await self.client.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        await self.client.sadd(REGISTRY, f"{self.keys.namespace}/{self.workflow}")
+        self._group_ready = True
+
+    # -- atomic operations ----------------------------------------------------------------------
+
+    async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
+        _check_id(run.run_id)
+        await self.ensure_group()
+        keys = self.run_keys(run.run_id)
+        fixed = [keys.info, self.keys.stream, keys.frames, keys.items, keys.metrics, self.keys.runs, keys.ctx]
+        extra, ops = flatten_ops(self.layout.seed_ops(context), keys, len(fixed))
+        argv = [
+            run.run_id,
+            self.workflow,
+            item.item_id,
+            item.node,
+            _item_json(item),
+            str(int(run.created_at.timestamp() * 1000)),
+            _iso(run.created_at),
+            _iso(run.deadline) if run.deadline else "",
+            *ops,
+        ]
+        created = await self.scripts.start(keys=[*fixed, *extra], args=argv)
+        return bool(created)
+
+    async def step_input(self, claim: Claim) -> StepInput:
+        item = claim.item
+        keys = self.run_keys(item.run_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            await self.scripts.step_input(
+                keys=[keys.info, keys.items], args=[item.item_id, item.node, item.attempt, _iso()], client=pipe
+            )
+            for command in self.layout.read_commands(keys) if self.layout.model else []:
+                pipe.execute_command(*command)
+            replies = await pipe.execute()
+        status, deadline, interrupt = replies[0]
+        if not status:
+            return StepInput(None, None)
+        context = self.layout.assemble(keys, replies[1:]) if self.layout.model else None
+        moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
+        return StepInput(RunStatus(status), context, moment, interrupt == "1")
+
+    async def commit(self, claim: Claim, commit: Commit) -> str:
+        item = commit.item
+        keys = self.run_keys(item.run_id)
+        frames = ["", *(frame for frame, _ in item.scope)]
+        if commit.opened:
+            frames.append(commit.opened)
+        fixed = [
+            self.keys.stream, keys.info, keys.done, keys.items, keys.frames, keys.fparent, keys.fscope,
+            keys.outputs, keys.metrics, keys.parked, keys.ctx, keys.errors, keys.failed,
+        ]
+        inboxes = [keys.inbox(frame) for frame in frames]
+        custom = self.layout.custom_fields(commit.changes)
+        for _ in range(_CAS_RETRIES):
+            current = dict(zip(custom, await self.client.hmget(keys.ctx, custom), strict=True)) if custom else {}
+            ops = self.layout.delta_ops(commit.changes, current) if commit.changes else []
+            extra, op_args = flatten_ops(ops, keys, len(fixed) + len(inboxes))
+            argv: list[Any] = [
+                GROUP, claim.delivery, item.run_id, item.item_id, item.node, item.attempt,
+                item.scope[-1][1] if item.scope else 0, len(frames), *frames,
+                commit.opened or "", json.dumps(item.scope), len(commit.children), len(commit.children),
+            ]
+            for child in commit.children:
+                argv += [child.node, _item_json(child)]
+            argv.append(len(commit.arrivals))
+            for node, value in commit.arrivals:
+                argv += [node, json.dumps(value, separators=(",", ":"))]
+            argv.append(len(commit.outputs))
+            argv += [json.dumps(value, separators=(",", ":")) for value in commit.outputs]
+            argv += [*op_args, _iso(), repr(commit.seconds), self.ttl, self.workflow]
+            result = await self.scripts.commit(keys=[*fixed, *inboxes, *extra], args=argv)
+            if not str(result).startswith("conflict:"):
+                return "duplicate" if result == "duplicate" else "ok"
+            await asyncio.sleep(random.uniform(0, 0.01))
+        raise FloxideError(f"context field of run '{item.run_id}' kept changing; commit gave up")
+
+    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> None:
+        item = claim.item
+        keys = self.run_keys(item.run_id)
+        following = item.model_copy(update={"attempt": item.attempt + 1})
+        await self.scripts.retry(
+            keys=[self.keys.stream, self.keys.delayed, keys.items, keys.metrics, keys.errors, keys.done],
+            args=[
+                GROUP, claim.delivery, int((time.time() + delay) * 1000), _item_json(following),
+                item.item_id, item.node, following.attempt, error.model_dump_json(), self.errors_kept,
+            ],
+        )
+
+    async def fail(self, claim: Claim, error: ErrorRecord) -> None:
+        item = claim.item
+        keys = self.run_keys(item.run_id)
+        reset = item.model_copy(update={"attempt": 1})
+        message = f"node '{error.node}' failed: {error.error_type}: {error.message}"
+        await self.scripts.fail(
+            keys=[
+                self.keys.stream, keys.info, keys.items, keys.metrics, keys.errors, keys.failed,
+                self.keys.dead, keys.done, *self.all_run_keys(item.run_id),
+            ],
+            args=[
+                GROUP, claim.delivery, item.item_id, item.node, item.attempt, _item_json(reset),
+                error.model_dump_json(), message[:2000], _iso(), self.errors_kept, self.ttl,
+                self.dead_letters_kept, item.run_id,
+            ],
+        )
+
+    async def set_aside(self, claim: Claim, *, keep: bool) -> None:
+        item = claim.item
+        keys = self.run_keys(item.run_id)
+        await self.scripts.aside(
+            keys=[self.keys.stream, keys.parked, keys.items, keys.done],
+            args=[GROUP, claim.delivery, item.item_id, item.node, item.attempt, _item_json(item), "1" if keep else "0"],
+        )
+
+    async def promote_due(self) -> int:
+        moved = await self.scripts.promote(
+            keys=[self.keys.delayed, self.keys.stream], args=[int(time.time() * 1000), 500]
+        )
+        return int(moved)
+
+    async def set_status(
+        self, run_id: str, status: RunStatus, *, reason: str | None = None, interrupt: bool = False
+    ) -> RunStatus | None:
+        keys = self.run_keys(run_id)
+        result = await self.scripts.status(
+            keys=[
+                keys.info, self.keys.stream, keys.parked, keys.failed, keys.items, keys.metrics,
+                *self.all_run_keys(run_id),
+            ],
+            args=[status.value, reason or "", "1" if interrupt else "0", _iso(), self.ttl],
+        )
+        return None if not result else RunStatus(result)
+
+    async def publish_graph(self, graph: dict[str, Any]) -> None:
+        await self.ensure_group()
+        await self.client.set(self.keys.graph, json.dumps(graph))
+
+    async def graph(self) -> dict[str, Any] | None:
+        raw = await self.client.get(self.keys.graph)
+        return None if raw is None else dict(json.loads(raw))
+
+    async def trim(self) -> int:
+        """Delete stream entries every consumer has acknowledged; returns how many were deleted."""
+        groups = await self.client.xinfo_groups(self.keys.stream)
+        group = next((g for g in groups if g["name"] == GROUP), None)
+        if group is None:
+            return 0
+        floor = group["last-delivered-id"]
+        summary = await self.client.xpending(self.keys.stream, GROUP)
+        if summary["pending"]:
+            floor = min(floor, summary["min"], key=_stream_id)
+        return int(await self.client.xtrim(self.keys.stream, minid=floor, approximate=False))
+
+def _claims(entries: list[Any]) -> list[Claim]:
+    """Claims from raw stream entries (entries deleted meanwhile come without fields)."""
+    return [
+        Claim(item=WorkItem.model_validate_json(fields["item"]), delivery=delivery)
+        for delivery, fields in entries
+        if fields
+    ]
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _check_id(run_id: str) -> None:
+    if not run_id or not all(c.isalnum() or c in "-_.:" for c in run_id) or len(run_id) > 200:
+        raise FloxideError(f"run id {run_id!r} must be 1-200 letters, digits, '-', '_', '.' or ':'")
+
+
+class _Queue:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def claim(self, consumer: str, *, count: int, block: float) -> list[Claim]:
+        b = self._b
+        await b.ensure_group()
+        try:
+            reply = await b.client.xreadgroup(
+                GROUP, consumer, {b.keys.stream: ">"}, count=count, block=int(block * 1000) if block > 0 else None
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            b._group_ready = False
+            return []
+        if not reply:
+            return []
+        return _claims(reply[0][1])
+
+    async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
+        b = self._b
+        await b.ensure_group()
+        cursor, entries, _deleted = await b.client.xautoclaim(
+            b.keys.stream, GROUP, consumer, min_idle_time=int(min_idle * 1000), start_id=b._reclaim_cursor, count=count
+        )
+        b._reclaim_cursor = cursor
+        claims = _claims(entries)
+        if not claims:
+            return []
+        details = await b.client.xpending_range(
+            b.keys.stream, GROUP, min=claims[0].delivery, max=claims[-1].delivery, count=len(claims) * 4,
+            consumername=consumer,
+        )
+        counts = {d["message_id"]: int(d["times_delivered"]) for d in details}
+        live = []
+        for claim in claims:
+            claim.deliveries = counts.get(claim.delivery, 1)
+            if claim.deliveries > b.max_deliveries:
+                await b.fail(claim, _crash_record(claim, b.max_deliveries))
+            else:
+                live.append(claim)
+        return live
+
+    async def extend(self, consumer: str, claims: Sequence[Claim]) -> None:
+        await self._lease(consumer, claims, idle=0)
+
+    async def release(self, consumer: str, claims: Sequence[Claim]) -> None:
+        await self._lease(consumer, claims, idle=10**12)
+
+    async def _lease(self, consumer: str, claims: Sequence[Claim], *, idle: int) -> None:
+        if claims:
+            b = self._b
+            await b.scripts.lease(keys=[b.keys.stream], args=[GROUP, consumer, idle, *(c.delivery for c in claims)])
+
+    async def pending(self, run_id: str) -> list[WorkItem]:
+        b = self._b
+        keys = b.run_keys(run_id)
+        raws: list[str] = []
+        async for _, fields in _scan_stream(b.client, b.keys.stream):
+            raws.append(fields["item"])
+        raws += await b.client.zrange(b.keys.delayed, 0, -1)
+        raws += await b.client.lrange(keys.parked, 0, -1)
+        raws += list((await b.client.hgetall(keys.failed)).values())
+        done = await b.client.smembers(keys.done)
+        items = [WorkItem.model_validate_json(raw) for raw in raws]
+        return [i for i in items if i.run_id == run_id and i.item_id not in done]
+
+    async def backlog(self) -> tuple[int, int]:
+        b = self._b
+        try:
+            groups = await b.client.xinfo_groups(b.keys.stream)
+        except ResponseError:
+            return 0, 0
+        group = next((g for g in groups if g["name"] == GROUP), None)
+        if group is None:
+            return 0, 0
+        delayed = await b.client.zcard(b.keys.delayed)
+        lag = group.get("lag")
+        if lag is None:
+            lag = await b.client.xlen(b.keys.stream)
+        return int(lag) + int(delayed), int(group["pending"])
+
+
+async def _scan_stream(client: Redis, key: str) -> Any:
+    start = "-"
+    while True:
+        batch = await client.xrange(key, min=start, max="+", count=1000)
+        for entry in batch:
+            yield entry
+        if len(batch) < 1000:
+            return
+        ms, seq = _stream_id(batch[-1][0])
+        start = f"{ms}-{seq + 1}"
+
+
+def _crash_record(claim: Claim, limit: int) -> ErrorRecord:
+    item = claim.item
+    return ErrorRecord(
+        run_id=item.run_id,
+        item_id=item.item_id,
+        node=item.node,
+        attempt=item.attempt,
+        error_type="WorkerLost",
+        message=f"the item was handed out {claim.deliveries} times (limit {limit}): its step keeps killing workers",
+        permanent=True,
+    )
+
+
+class _Contexts:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def get(self, run_id: str) -> dict[str, Any] | None:
+        b = self._b
+        keys = b.run_keys(run_id)
+        if b.layout.model is None:
+            return None
+        async with b.client.pipeline(transaction=False) as pipe:
+            for command in b.layout.read_commands(keys):
+                pipe.execute_command(*command)
+            replies = await pipe.execute()
+        return b.layout.assemble(keys, replies)
+
+
+class _Runs:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def get(self, run_id: str) -> RunInfo | None:
+        data = await self._b.client.hgetall(self._b.run_keys(run_id).info)
+        return _run_info(data) if data else None
+
+    async def list(self, status: RunStatus | None = None, *, limit: int = 1000) -> list[RunInfo]:
+        b = self._b
+        ids = await b.client.zrevrange(b.keys.runs, 0, -1)
+        found: list[RunInfo] = []
+        gone: list[str] = []
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            async with b.client.pipeline(transaction=False) as pipe:
+                for run_id in chunk:
+                    pipe.hgetall(b.run_keys(run_id).info)
+                replies = await pipe.execute()
+            for run_id, data in zip(chunk, replies, strict=True):
+                if not data:
+                    gone.append(run_id)
+                    continue
+                info = _run_info(data)
+                if status is None or info.status is status:
+                    found.append(info)
+            if len(found) >= limit:
+                break
+        if gone:
+            await b.client.zrem(b.keys.runs, *gone)
+        return found[:limit]
+
+    async def outputs(self, run_id: str) -> list[Any]:
+        raws = await self._b.client.lrange(self._b.run_keys(run_id).outputs, 0, -1)
+        return [json.loads(raw) for raw in raws]
+
+
+def _run_info(data: dict[str, str]) -> RunInfo:
+    has_output = data.get("has_output") == "1"
+    return RunInfo(
+        run_id=data["run_id"],
+        workflow=data["workflow"],
+        status=RunStatus(data["status"]),
+        created_at=data["created_at"],  # type: ignore[arg-type]
+        started_at=data.get("started_at") or None,  # type: ignore[arg-type]
+        finished_at=data.get("finished_at") or None,  # type: ignore[arg-type]
+        deadline=data.get("deadline") or None,  # type: ignore[arg-type]
+        output=json.loads(data["output"]) if has_output and "output" in data else None,
+        has_output=has_output,
+        error=data.get("error") or None,
+        items_total=int(data.get("items_total", 0)),
+        items_done=int(data.get("items_done", 0)),
+        interrupt=data.get("interrupt") == "1",
+    )
+
+
+class _Metrics:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def get(self, run_id: str) -> RunMetrics:
+        raw = await self._b.client.hgetall(self._b.run_keys(run_id).metrics)
+        nodes: dict[str, NodeMetrics] = {}
+        for key, value in raw.items():
+            node, _, counter = key.rpartition(":")
+            metrics = nodes.setdefault(node, NodeMetrics())
+            setattr(metrics, counter, float(value) if counter == "seconds" else int(value))
+        return RunMetrics(
+            total_work_items=sum(m.created for m in nodes.values()),
+            completed=sum(m.completed for m in nodes.values()),
+            failed=sum(m.failed for m in nodes.values()),
+            retries=sum(m.retries for m in nodes.values()),
+            nodes=nodes,
+        )
+
+
+class _Errors:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def list(self, run_id: str) -> list[ErrorRecord]:
+        raws = await self._b.client.lrange(self._b.run_keys(run_id).errors, 0, -1)
+        return [ErrorRecord.model_validate_json(raw) for raw in raws]
+
+
+class _Liveness:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def heartbeat(self, health: WorkerHealth, *, ttl: float) -> None:
+        b = self._b
+        async with b.client.pipeline(transaction=True) as pipe:
+            pipe.hset(b.keys.workers, health.worker_id, health.model_dump_json())
+            pipe.zadd(b.keys.heartbeats, {health.worker_id: time.time() + ttl})
+            await pipe.execute()
+
+    async def list(self) -> list[WorkerHealth]:
+        b = self._b
+        now = time.time()
+        expired = await b.client.zrangebyscore(b.keys.heartbeats, "-inf", now)
+        if expired:
+            async with b.client.pipeline(transaction=True) as pipe:
+                pipe.zrem(b.keys.heartbeats, *expired)
+                pipe.hdel(b.keys.workers, *expired)
+                await pipe.execute()
+        raws = await b.client.hvals(b.keys.workers)
+        return sorted((WorkerHealth.model_validate_json(r) for r in raws), key=lambda h: h.worker_id)
+
+    async def remove(self, worker_id: str) -> None:
+        b = self._b
+        async with b.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(b.keys.heartbeats, worker_id)
+            pipe.hdel(b.keys.workers, worker_id)
+            await pipe.execute()
+
+
+class _Items:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def get(self, run_id: str, item_id: str) -> WorkItemState | None:
+        raw = await self._b.client.hget(self._b.run_keys(run_id).items, item_id)
+        return None if raw is None else WorkItemState.model_validate_json(raw)
+
+    async def list(self, run_id: str) -> list[WorkItemState]:
+        raws = await self._b.client.hvals(self._b.run_keys(run_id).items)
+        return [WorkItemState.model_validate_json(raw) for raw in raws]

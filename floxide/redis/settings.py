@@ -1,0 +1,43 @@
+"""Connecting to Redis: URL, password and TLS, read once at the process entry point."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio import Redis
+
+__all__ = ["RedisSettings"]
+
+
+class RedisSettings(BaseSettings):
+    """How to reach Redis. Environment: ``FLOXIDE_REDIS_URL``, ``FLOXIDE_REDIS_PASSWORD``, ...
+
+    ``rediss://`` URLs use TLS; ``tls_ca_file`` verifies the server with a private CA.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FLOXIDE_REDIS_", extra="ignore")
+
+    url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL.")
+    password: SecretStr | None = Field(None, description="Overrides a password in the URL.")
+    tls_ca_file: str | None = Field(None, description="CA bundle to verify a TLS server with.")
+    tls_insecure: bool = Field(False, description="Skip TLS certificate verification (testing only).")
+    socket_timeout: float = Field(10.0, gt=0, description="Seconds a command may take (blocking reads excluded).")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to establish a connection.")
+
+    def client(self, *, block: float = 0.0) -> Redis:
+        """A client; ``block`` is the longest blocking read it will do (kept below the socket timeout)."""
+        options: dict[str, object] = {
+            "socket_timeout": self.socket_timeout + block,
+            "socket_connect_timeout": self.connect_timeout,
+            "health_check_interval": 15,
+            "retry_on_timeout": False,
+            "decode_responses": True,
+        }
+        if self.password is not None:
+            options["password"] = self.password.get_secret_value()
+        if self.url.startswith("rediss://"):
+            if self.tls_ca_file:
+                options["ssl_ca_certs"] = self.tls_ca_file
+            if self.tls_insecure:
+                options["ssl_cert_reqs"] = "none"
+        return Redis.from_url(self.url, **options)  # type: ignore[arg-type]

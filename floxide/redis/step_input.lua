@@ -1,0 +1,17 @@
+-- step_input.lua: a worker is about to run a claimed item; start the run if it is Pending.
+--
+-- KEYS[1] run   run hash     KEYS[2] items   item states
+-- ARGV: item_id, node, attempt, now (ISO)
+-- Returns {status or false, deadline or false, interrupt flag}.
+
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {false, false, '0'} end
+if status == 'Pending' then
+  redis.call('HSET', KEYS[1], 'status', 'Running', 'started_at', ARGV[4])
+  status = 'Running'
+end
+if status == 'Running' then
+  redis.call('HSET', KEYS[2], ARGV[1],
+    '{"item_id":"' .. ARGV[1] .. '","node":"' .. ARGV[2] .. '","status":"Running","attempt":' .. ARGV[3] .. '}')
+end
+return {status, redis.call('HGET', KEYS[1], 'deadline'), redis.call('HGET', KEYS[1], 'interrupt') or '0'}
