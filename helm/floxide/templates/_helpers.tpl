@@ -1,0 +1,249 @@
+{{/*
+Chart name, overridable with nameOverride.
+*/}}
+{{- define "floxide.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name prefix of every resource: fullnameOverride, or the release name plus the chart name unless
+the release name already contains it. Truncated to 63 characters (the DNS label limit); suffixes like
+"-operator" are added by callers through "floxide.componentName", which truncates again.
+*/}}
+{{- define "floxide.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one component's resources: "<fullname>-<component>", truncated to 63 characters.
+Usage: include "floxide.componentName" (list . "operator")
+*/}}
+{{- define "floxide.componentName" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- printf "%s-%s" (include "floxide.fullname" $root | trunc (int (sub 62 (len $component)))) $component | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Chart label value: name-version.
+*/}}
+{{- define "floxide.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels. Usage: include "floxide.labels" (list . "operator")
+*/}}
+{{- define "floxide.labels" -}}
+{{- $root := index . 0 -}}
+helm.sh/chart: {{ include "floxide.chart" $root }}
+{{ include "floxide.selectorLabels" . }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: floxide
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels, with the component. Usage: include "floxide.selectorLabels" (list . "operator")
+*/}}
+{{- define "floxide.selectorLabels" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 -}}
+app.kubernetes.io/name: {{ include "floxide.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ $component }}
+{{- end }}
+
+{{/*
+Name of the operator's ServiceAccount.
+*/}}
+{{- define "floxide.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "floxide.componentName" (list . "operator")) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the workers' ServiceAccount (empty when none is created or named: workers use "default").
+*/}}
+{{- define "floxide.workerServiceAccountName" -}}
+{{- if .Values.worker.serviceAccount.create }}
+{{- default (include "floxide.componentName" (list . "worker")) .Values.worker.serviceAccount.name }}
+{{- else }}
+{{- .Values.worker.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image reference from {repository, tag, digest}, with a default tag.
+Usage: include "floxide.image" (list .Values.image .Chart.AppVersion)
+*/}}
+{{- define "floxide.image" -}}
+{{- $image := index . 0 }}
+{{- $defaultTag := index . 1 }}
+{{- $ref := printf "%s:%s" $image.repository (default $defaultTag $image.tag | toString) }}
+{{- if $image.digest }}
+{{- $ref = printf "%s@%s" $ref $image.digest }}
+{{- end }}
+{{- $ref }}
+{{- end }}
+
+{{/*
+Names of the Redis resources.
+*/}}
+{{- define "floxide.redis.fullname" -}}
+{{- include "floxide.componentName" (list . "redis") }}
+{{- end }}
+
+{{/*
+The Secret the operator reads its Redis connection from (keys "redis-url", "redis-password") and
+mirrors into every Workflow's namespace for the workers.
+*/}}
+{{- define "floxide.redis.connectionSecretName" -}}
+{{- include "floxide.componentName" (list . "redis-connection") }}
+{{- end }}
+
+{{/*
+The Redis URL the operator and the workers use.
+*/}}
+{{- define "floxide.redis.url" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "redis://%s.%s.svc.%s:%d/0" (include "floxide.redis.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.redis.service.port) }}
+{{- else }}
+{{- required "redis.external.url is required when redis.enabled is false (redis://host:6379/0 or rediss://...)" .Values.redis.external.url }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret (name and key) that holds the bundled Redis' password for redis-server itself.
+*/}}
+{{- define "floxide.redis.passwordSecretName" -}}
+{{- default (include "floxide.redis.connectionSecretName" .) .Values.redis.auth.existingSecret }}
+{{- end }}
+
+{{- define "floxide.redis.passwordSecretKey" -}}
+{{- if .Values.redis.auth.existingSecret }}
+{{- .Values.redis.auth.existingSecretPasswordKey }}
+{{- else -}}
+redis-password
+{{- end }}
+{{- end }}
+
+{{/*
+The Redis password written into the connection Secret. Rendered once per install or upgrade:
+- bundled Redis, generated password: the value already in the connection Secret (kept on upgrade),
+  or 32 random characters on the first install;
+- an existing Secret (bundled or external Redis): its value, read with lookup (empty when it
+  does not exist yet, or under `helm template`);
+- external Redis without a Secret: empty (no AUTH).
+*/}}
+{{- define "floxide.redis.password" -}}
+{{- $secretName := "" }}
+{{- $secretKey := "" }}
+{{- if .Values.redis.enabled }}
+{{- $secretName = .Values.redis.auth.existingSecret }}
+{{- $secretKey = .Values.redis.auth.existingSecretPasswordKey }}
+{{- else }}
+{{- $secretName = .Values.redis.external.existingSecret }}
+{{- $secretKey = .Values.redis.external.existingSecretPasswordKey }}
+{{- end }}
+{{- if $secretName }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace $secretName }}
+{{- if and $secret $secret.data (hasKey $secret.data $secretKey) }}
+{{- index $secret.data $secretKey | b64dec }}
+{{- end }}
+{{- else if .Values.redis.enabled }}
+{{- $current := lookup "v1" "Secret" .Release.Namespace (include "floxide.redis.connectionSecretName" .) }}
+{{- if and $current $current.data (hasKey $current.data "redis-password") }}
+{{- index $current.data "redis-password" | b64dec }}
+{{- else }}
+{{- randAlphaNum 32 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the release is missing a Secret it was told to read the Redis password from
+("true" or ""). Used by NOTES.txt to warn after install.
+*/}}
+{{- define "floxide.redis.missingPasswordSecret" -}}
+{{- $secretName := ternary .Values.redis.auth.existingSecret .Values.redis.external.existingSecret .Values.redis.enabled }}
+{{- if $secretName }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace $secretName }}
+{{- if not $secret }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The namespace the operator watches: empty (all namespaces) when its RBAC is cluster-wide,
+the release namespace otherwise.
+*/}}
+{{- define "floxide.watchNamespace" -}}
+{{- if not .Values.rbac.clusterWide }}
+{{- .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's rules on namespaced resources (in a ClusterRole or a Role, by rbac.clusterWide).
+*/}}
+{{- define "floxide.operatorNamespacedRules" -}}
+# Workflows and WorkflowRuns: watch them, record progress, clean up finished runs.
+- apiGroups: [floxide.io]
+  resources: [workflows, workflowruns]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [floxide.io]
+  resources: [workflows/status, workflowruns/status]
+  verbs: [get, patch, update]
+# ttlSecondsAfterFinished: delete finished runs.
+- apiGroups: [floxide.io]
+  resources: [workflowruns]
+  verbs: [delete]
+# One worker Deployment per Workflow, scaled from the stream's backlog.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch, update]
+# Redis Secret mirroring into Workflow namespaces; spec.inputFrom reads Secret and ConfigMap keys.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+# Events on Workflows and WorkflowRuns (kopf posts core events; events.k8s.io for newer clients).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/*
+kopf's cluster-scoped scanning: notice namespaces and CRDs appearing and disappearing (read-only).
+*/}}
+{{- define "floxide.operatorScanningRules" -}}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end }}
