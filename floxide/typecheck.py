@@ -11,7 +11,7 @@ import enum
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from floxide.transition import Abort, Hold, Next, NextAll
 
@@ -24,7 +24,7 @@ _NUMERIC_WIDENING = {float: (int,), complex: (int, float)}
 def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     """Resolved annotations of ``fn``; unresolvable ones come back as ``Any``."""
     try:
-        return typing.get_type_hints(fn)
+        return typing.get_type_hints(fn, include_extras=True)  # keep Annotated constraints
     except Exception:
         raw = getattr(fn, "__annotations__", {})
         return {name: (Any if isinstance(hint, str) else hint) for name, hint in raw.items()}
@@ -64,6 +64,7 @@ _NOTHING: Any = _Nothing
 
 def is_assignable(source: Any, target: Any) -> bool:
     """True unless a value of type ``source`` can certainly not be passed as ``target``."""
+    source, target = _strip_annotated(source), _strip_annotated(target)
     if _is_open(source) or _is_open(target) or source is _NOTHING:
         return True
     if get_origin(source) in _UNIONS:
@@ -87,6 +88,7 @@ def is_assignable(source: Any, target: Any) -> bool:
 
 def describe(tp: Any) -> str:
     """A short, readable name for a type (``list[int]``, ``Order``, ``int | None``)."""
+    tp = _strip_annotated(tp)
     if tp is Any:
         return "Any"
     if tp is type(None):
@@ -94,6 +96,10 @@ def describe(tp: Any) -> str:
     if isinstance(tp, type) and not get_args(tp):
         return tp.__qualname__
     return repr(tp).replace("typing.", "")
+
+
+def _strip_annotated(tp: Any) -> Any:
+    return get_args(tp)[0] if get_origin(tp) is Annotated else tp
 
 
 def _is_open(tp: Any) -> bool:
