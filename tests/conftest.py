@@ -1,0 +1,40 @@
+"""Shared test setup, kept generic for every tier.
+
+* The repository root goes on ``sys.path``, so ``examples`` imports however pytest starts.
+* Every async test is checked for leaked asyncio tasks: a task still pending when the test
+  ends fails it (it would otherwise be cancelled silently with the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.fixturenames.append("_no_leaked_tasks")
+
+
+@pytest.fixture
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    before = asyncio.all_tasks()
+    yield
+    for _ in range(3):  # let tasks that are being cancelled finish
+        await asyncio.sleep(0)
+    leaked = asyncio.all_tasks() - before - {asyncio.current_task()}
+    for task in leaked:
+        task.cancel()
+    if leaked:
+        await asyncio.gather(*leaked, return_exceptions=True)
+        pytest.fail(f"the test left {len(leaked)} asyncio task(s) running: {sorted(map(repr, leaked))}")
