@@ -41,8 +41,11 @@ class BatchNode(Node[list[Any], list[Any]]):
                 return list(result.values)
             return [result.value if isinstance(result, Next) else result]
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(value)) for value in input]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(value)) for value in input]
+        except ExceptionGroup as failed:  # fail with the first error itself, so policies see its type
+            raise failed.exceptions[0] from None
         return Next([value for task in tasks for value in task.result()])
 
     @property
