@@ -324,7 +324,7 @@ class ProgressReporter:
         if self._stop.wait(self.delay):
             return
         if self.tty:
-            console = Console(file=self.stream, stderr=True)
+            console = Console(file=self.stream, force_terminal=True)
             with console.status(self, spinner="dots"):
                 self._stop.wait()
             return
