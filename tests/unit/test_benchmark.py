@@ -19,7 +19,7 @@ def test_quick_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     module = runpy.run_path(str(SCRIPT))
     module["main"](["--quick"])
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith(("chain", "fan-out"))]
+    rows = [line for line in out.splitlines() if line.startswith(("chain,", "fan-out +"))]
     assert len(rows) == 4
     targets = out.splitlines()[out.splitlines().index("targets") + 1 :]
     assert len(targets) == 4
