@@ -124,3 +124,57 @@ def render_chart(
     files = tuple(str(path) for path in values_files if path is not None)
     sets = tuple(sorted((key, _set_value(value)) for key, value in set_values.items()))
     return _template(files, sets, namespace, release)
+
+
+KIND_SCRIPT = REPO / "scripts" / "e2e-kind.sh"
+
+# Stand-ins for scripts/e2e-kind.sh: they record every call in $CALLS and answer its queries.
+KIND_KUBECTL = r"""#!/usr/bin/env bash
+echo "kubectl $*" >> "$CALLS"
+case "$*" in
+  *"get workflowruns -o jsonpath={.items[*].metadata.name}"*) echo "${RUN_NAMES:-branching-big countdown}";;
+  *"get workflowrun countdown -o jsonpath={.status.phase}"*) printf Running;;
+  *"get workflowrun countdown -o jsonpath={.status.progress}"*) printf 4/31;;
+  *"get pods -l app.kubernetes.io/component=worker"*)
+    printf "examples-worker-a countdown-worker-b countdown-worker-c";;
+  *"apply -f -"*) cat >> "$APPLIED";;
+  *"wait --for=jsonpath"*) [ -z "${FAIL_RUN:-}" ] || case "$*" in *"workflowrun/$FAIL_RUN "*) exit 1;; esac;;
+esac
+exit 0
+"""
+KIND_RECORDER = '#!/usr/bin/env bash\necho "{name} $*" >> "$CALLS"\nexit 0\n'
+
+
+def run_kind_script(
+    tmp_path: Path, *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Runs scripts/e2e-kind.sh with stand-ins for docker, kind, kubectl and helm on PATH;
+    returns the process and the recorded calls (`tool args...`, one per line)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "kubectl").write_text(KIND_KUBECTL)
+    for name in ("docker", "kind", "helm"):
+        (bin_dir / name).write_text(KIND_RECORDER.format(name=name))
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    calls = tmp_path / "calls.log"
+    environment = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "CALLS": str(calls),
+        "APPLIED": str(tmp_path / "applied.yaml"),
+        "HELM": "helm",
+        **env,
+    }
+    proc = subprocess.run(
+        ["bash", str(KIND_SCRIPT), *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return proc, lines
