@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,3 +179,23 @@ def run_kind_script(
     )
     lines = calls.read_text().splitlines() if calls.exists() else []
     return proc, lines
+
+
+def documented_keys(text: str) -> set[str]:
+    """Dotted paths of the keys in values.yaml that follow a `# --` comment block."""
+    documented, stack, pending = set(), [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# --"):
+            pending = True
+            continue
+        if stripped.startswith("#"):
+            continue
+        match = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):", line)
+        if match:
+            indent = len(match.group(1))
+            stack = [(i, k) for i, k in stack if i < indent] + [(indent, match.group(2))]
+            if pending:
+                documented.add(".".join(key for _, key in stack))
+        pending = False
+    return documented

@@ -13,14 +13,13 @@ Cases:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from helmchart import CHART, VALUE_SETS, HelmError, render_chart
+from helmchart import CHART, VALUE_SETS, HelmError, documented_keys, render_chart
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 
@@ -34,26 +33,6 @@ def _walk(values: dict[str, Any], schema: dict[str, Any], path: str = "") -> Ite
         yield dotted, (key in values and value), sub_schema
         if isinstance(value, dict) and sub_schema and "properties" in sub_schema:
             yield from _walk(value, sub_schema, f"{dotted}.")
-
-
-def _documented_keys(text: str) -> set[str]:
-    """Dotted paths of the keys in values.yaml that follow a `# --` comment block."""
-    documented, stack, pending = set(), [], False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("# --"):
-            pending = True
-            continue
-        if stripped.startswith("#"):
-            continue
-        match = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):", line)
-        if match:
-            indent = len(match.group(1))
-            stack = [(i, k) for i, k in stack if i < indent] + [(indent, match.group(2))]
-            if pending:
-                documented.add(".".join(key for _, key in stack))
-        pending = False
-    return documented
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +66,7 @@ def _all_value_paths(values: dict[str, Any], path: str = "") -> set[str]:
 
 
 def test_every_value_is_documented_inline(values_yaml: dict[str, Any]) -> None:
-    documented = _documented_keys((CHART / "values.yaml").read_text())
+    documented = documented_keys((CHART / "values.yaml").read_text())
     leaves = [path for path, _, schema in _walk(values_yaml, SCHEMA) if schema and "properties" not in schema]
     assert leaves
 
@@ -100,7 +79,7 @@ def test_every_value_is_documented_inline(values_yaml: dict[str, Any]) -> None:
 
 
 def test_every_documented_value_has_a_schema_description(values_yaml: dict[str, Any]) -> None:
-    documented = _documented_keys((CHART / "values.yaml").read_text())
+    documented = documented_keys((CHART / "values.yaml").read_text())
     schemas = {path: schema for path, _, schema in _walk(values_yaml, SCHEMA)}
     for path in sorted(documented):
         assert path in schemas, path

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helmchart import CHART, REPO, render_chart, run_kind_script
-from test_chart_values import _documented_keys
+from helmchart import CHART, REPO, documented_keys, render_chart, run_kind_script
 
 DOC = REPO / "docs" / "operations.md"
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"
@@ -51,7 +50,7 @@ def test_every_documented_value_is_in_the_reference(doc: str, values_yaml: dict[
         match.group(1): match.group(2)
         for match in re.finditer(r"^\| `([^`]+)` \| ([^|]+) \|", reference, re.M)
     }
-    missing = sorted(_documented_keys((CHART / "values.yaml").read_text()) - set(rows))
+    missing = sorted(documented_keys((CHART / "values.yaml").read_text()) - set(rows))
     assert not missing, f"values missing from docs/operations.md: {missing}"
     for key, default in rows.items():
         value: Any = values_yaml
