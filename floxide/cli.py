@@ -263,7 +263,7 @@ def _fail(exc: BaseException, *, code: int, verbose: bool, hint: str = "") -> No
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
     message = _one_line(exc)
-    if not verbose and not isinstance(exc, (FloxideError, CliError, KeyboardInterrupt)):
+    if not verbose and not isinstance(exc, (FloxideError, CliError)):
         hint = hint or "run with --verbose for the traceback"
     _say_error(f"{message} ({hint})" if hint else message)
     raise typer.Exit(code)
@@ -338,8 +338,9 @@ class ProgressReporter:
 def _run_async(coroutine: Coroutine[Any, Any, T], *, verbose: bool, hint: str = "") -> T:
     try:
         return asyncio.run(coroutine)
-    except KeyboardInterrupt as exc:
-        _fail(exc, code=130, verbose=verbose, hint=hint or "interrupted")
+    except KeyboardInterrupt:
+        _say_error(f"interrupted ({hint})" if hint else "interrupted")
+        raise typer.Exit(130) from None
     except NotStarted as exc:
         _fail(exc, code=2, verbose=verbose)
     except Exception as exc:

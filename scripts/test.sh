@@ -21,4 +21,4 @@ bash scripts/install-helm.sh
 .venv/bin/ruff check floxide operator worker tests benchmarks examples
 .venv/bin/mypy
 .venv/bin/lint-imports
-.venv/bin/python -m pytest "$@"
+.venv/bin/pytest "$@"

@@ -30,7 +30,7 @@ from floxide.workitem import WorkItem
 if TYPE_CHECKING:
     from floxide.workflow import Workflow
 
-__all__ = ["ROOT_ITEM", "StepResult", "child_id", "plan_commit", "process_claim", "start_run"]
+__all__ = ["ROOT_ITEM", "StepResult", "child_id", "plan_commit", "process_claim", "seed_run", "start_run"]
 
 ROOT_ITEM = "root"
 
@@ -49,19 +49,42 @@ async def start_run(
     deadline_seconds: float | None = None,
 ) -> str:
     """Seed a run: validate ``input``, store the context and the first item. Idempotent per run id."""
-    run_id = run_id or uuid.uuid4().hex
     value = workflow.validate_input(input)
     store = context if context is not None else workflow.new_context()
     seconds = deadline_seconds if deadline_seconds is not None else workflow.timeout
+    return await seed_run(
+        backend,
+        start_node=workflow.start_node,
+        payload=to_jsonable_python(value),
+        run_id=run_id,
+        context=workflow.dump_context(store),
+        deadline_seconds=seconds,
+    )
+
+
+async def seed_run(
+    backend: Backend,
+    *,
+    start_node: str,
+    payload: Any,
+    run_id: str | None = None,
+    context: dict[str, Any] | None = None,
+    deadline_seconds: float | None = None,
+) -> str:
+    """Seed a run without the workflow's code (the operator does this): ``payload`` is JSON.
+
+    The first worker validates the payload as the start node's input (a mismatch fails the
+    run, naming the field) and, with ``context=None``, stores the context model's defaults.
+    Idempotent per run id.
+    """
+    run_id = run_id or uuid.uuid4().hex
     info = RunInfo(
         run_id=run_id,
         workflow=backend.workflow,
-        deadline=None if seconds is None else datetime.now(UTC) + timedelta(seconds=seconds),
+        deadline=None if deadline_seconds is None else datetime.now(UTC) + timedelta(seconds=deadline_seconds),
     )
-    item = WorkItem(
-        run_id=run_id, item_id=ROOT_ITEM, node=workflow.start_node, payload=to_jsonable_python(value)
-    )
-    await backend.start_run(info, item, workflow.dump_context(store))
+    item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload)
+    await backend.start_run(info, item, context)
     return run_id
 
 

@@ -107,9 +107,14 @@ class RedisBackend:
     def run_keys(self, run_id: str) -> RunKeys:
         return self.keys.run(run_id)
 
-    def all_run_keys(self, run_id: str) -> list[str]:
+    async def all_run_keys(self, run_id: str) -> list[str]:
+        """Every key of the run (its list/set/dict context keys are recorded in the run hash)."""
         keys = self.run_keys(run_id)
-        return [*keys.fixed(), *(key for _, _, key in self.layout.separate_keys(keys))]
+        recorded = await self.client.hget(keys.info, "ctx_keys")
+        return [*keys.fixed(), *(json.loads(recorded) if recorded else [])]
+
+    def _context_keys(self, keys: RunKeys) -> str:
+        return json.dumps([key for _, _, key in self.layout.separate_keys(keys)])
 
     async def ensure_group(self) -> None:
         """Create the stream and its consumer group if missing (idempotent)."""
@@ -140,6 +145,7 @@ class RedisBackend:
             str(int(run.created_at.timestamp() * 1000)),
             _iso(run.created_at),
             _iso(run.deadline) if run.deadline else "",
+            "" if context is None else self._context_keys(keys),
             *ops,
         ]
         created = await self.scripts.start(keys=[*fixed, *extra], args=argv)
@@ -155,12 +161,21 @@ class RedisBackend:
             for command in self.layout.read_commands(keys) if self.layout.model else []:
                 pipe.execute_command(*command)
             replies = await pipe.execute()
-        status, deadline, interrupt = replies[0]
+        status, deadline, interrupt, ready = replies[0]
         if not status:
             return StepInput(None, None)
         context = self.layout.assemble(keys, replies[1:]) if self.layout.model else None
+        if self.layout.model is not None and ready != "1":
+            context = await self._seed_context(keys)
         moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
         return StepInput(RunStatus(status), context, moment, interrupt == "1")
+
+    async def _seed_context(self, keys: RunKeys) -> dict[str, Any] | None:
+        assert self.layout.model is not None
+        defaults = self.layout.model().model_dump(mode="json")
+        extra, ops = flatten_ops(self.layout.seed_ops(defaults), keys, 2)
+        await self.scripts.seed_context(keys=[keys.info, keys.ctx, *extra], args=[self._context_keys(keys), *ops])
+        return await self.contexts.get(keys.base.rpartition(":run:")[2])
 
     async def commit(self, claim: Claim, commit: Commit) -> str:
         item = commit.item
@@ -177,7 +192,8 @@ class RedisBackend:
         for _ in range(_CAS_RETRIES):
             current = dict(zip(custom, await self.client.hmget(keys.ctx, custom), strict=True)) if custom else {}
             ops = self.layout.delta_ops(commit.changes, current) if commit.changes else []
-            extra, op_args = flatten_ops(ops, keys, len(fixed) + len(inboxes))
+            separate = [key for _, _, key in self.layout.separate_keys(keys)]
+            extra, op_args = flatten_ops(ops, keys, len(fixed) + len(inboxes), separate)
             argv: list[Any] = [
                 GROUP, claim.delivery, item.run_id, item.item_id, item.node, item.attempt,
                 item.scope[-1][1] if item.scope else 0, len(frames), *frames,
@@ -217,7 +233,7 @@ class RedisBackend:
         await self.scripts.fail(
             keys=[
                 self.keys.stream, keys.info, keys.items, keys.metrics, keys.errors, keys.failed,
-                self.keys.dead, keys.done, *self.all_run_keys(item.run_id),
+                self.keys.dead, keys.done, *await self.all_run_keys(item.run_id),
             ],
             args=[
                 GROUP, claim.delivery, item.item_id, item.node, item.attempt, _item_json(reset),
@@ -247,7 +263,7 @@ class RedisBackend:
         result = await self.scripts.status(
             keys=[
                 keys.info, self.keys.stream, keys.parked, keys.failed, keys.items, keys.metrics,
-                *self.all_run_keys(run_id),
+                *await self.all_run_keys(run_id),
             ],
             args=[status.value, reason or "", "1" if interrupt else "0", _iso(), self.ttl],
         )

@@ -119,10 +119,10 @@ class ContextLayout:
 
 
 def flatten_ops(
-    ops: list[tuple[str, str, str | None, list[str]]], keys: RunKeys, key_base: int
+    ops: list[tuple[str, str, str | None, list[str]]], keys: RunKeys, key_base: int, known: list[str] | None = None
 ) -> tuple[list[str], list[str]]:
-    """``(extra KEYS, ARGV)`` for ops: separate keys are numbered from ``key_base`` + 1."""
-    extra: list[str] = []
+    """``(extra KEYS, ARGV)`` for ops: separate keys (``known`` first) are numbered from ``key_base`` + 1."""
+    extra: list[str] = list(known or [])
     argv: list[str] = [str(len(ops))]
     for kind, field, separate, values in ops:
         index = 0

@@ -29,3 +29,4 @@ class Scripts:
         self.promote: AsyncScript = client.register_script(_source("promote"))
         self.lease: AsyncScript = client.register_script(_source("lease"))
         self.status: AsyncScript = client.register_script(_source("status"))
+        self.seed_context: AsyncScript = client.register_script(_source("seed_context"))

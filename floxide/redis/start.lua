@@ -6,18 +6,20 @@
 -- KEYS[7] ctx     context hash    KEYS[8 ..] context keys of list/set/dict fields
 --
 -- ARGV: run_id, workflow, item_id, node, item JSON, created (ms), created (ISO), deadline (ISO or ""),
--- then context seed ops: P, then per op: kind (set|append|union|update), field,
+-- context keys (JSON list of the run's list/set/dict context keys, "" when the context is not
+-- seeded here: the first worker seeds it with the model's defaults), then context seed ops: P, then per op: kind (set|append|union|update), field,
 -- key index (0 for none), n, n values.
 -- Returns 1 if the run was created, 0 if it already existed.
 
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local pos = 8
+local pos = 9
 local function arg() pos = pos + 1; return ARGV[pos] end
 local run_id, workflow, item_id, node, item = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 redis.call('HSET', KEYS[1], 'run_id', run_id, 'workflow', workflow, 'status', 'Pending',
   'created_at', ARGV[7], 'items_total', 1, 'items_done', 0, 'has_output', '0', 'interrupt', '0')
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'deadline', ARGV[8]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'ctx_keys', ARGV[9], 'ctx_ready', '1') end
 redis.call('HSET', KEYS[3], '', 1)
 redis.call('ZADD', KEYS[6], ARGV[6], run_id)
 for _ = 1, tonumber(arg()) do

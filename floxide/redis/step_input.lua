@@ -2,7 +2,7 @@
 --
 -- KEYS[1] run   run hash     KEYS[2] items   item states
 -- ARGV: item_id, node, attempt, now (ISO)
--- Returns {status or false, deadline or false, interrupt flag}.
+-- Returns {status or false, deadline or false, interrupt flag, context ready flag}.
 
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {false, false, '0'} end
@@ -14,4 +14,5 @@ if status == 'Running' then
   redis.call('HSET', KEYS[2], ARGV[1],
     '{"item_id":"' .. ARGV[1] .. '","node":"' .. ARGV[2] .. '","status":"Running","attempt":' .. ARGV[3] .. '}')
 end
-return {status, redis.call('HGET', KEYS[1], 'deadline'), redis.call('HGET', KEYS[1], 'interrupt') or '0'}
+return {status, redis.call('HGET', KEYS[1], 'deadline'), redis.call('HGET', KEYS[1], 'interrupt') or '0',
+  redis.call('HGET', KEYS[1], 'ctx_ready') or '0'}
