@@ -8,6 +8,7 @@ Cases (subprocess, ``python -m floxide.cli`` and the installed script):
   ``--verbose`` adds the traceback;
 * ``--checkpoint``/``--run-id`` then ``resume``: fails, resumes to the output, then says the run
   already completed; running it again prints the recorded output;
+* an interrupted durable run (SIGINT) exits 130 with one line, and resumes to its output;
 * ``graph --format dot|mermaid``, ``check`` and ``--version``.
 
 Cases (in-process):
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -196,6 +198,40 @@ def test_checkpoint_and_resume(tmp_path: Path) -> None:
     assert (
         one_error_line(unknown) == "error: run 'nope' has no checkpoint: it was never started with this store"
     )
+
+
+def test_interrupted_run_resumes(tmp_path: Path) -> None:
+    durable = ("--checkpoint", str(tmp_path), "--run-id", "long")
+    countdown = ("examples/countdown.py:workflow",)
+    command = [
+        sys.executable,
+        "-m",
+        "floxide.cli",
+        "run",
+        *countdown,
+        "--input",
+        '{"steps": 200, "delay": 0.005}',
+    ]
+    proc = subprocess.Popen(
+        [*command, *durable],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "long.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (130, "")
+    assert err.splitlines()[-1] == (
+        "error: interrupted (resume with: floxide resume examples/countdown.py:workflow "
+        f"--checkpoint {tmp_path} --run-id long)"
+    )
+    resumed = floxide("resume", *countdown, *durable)
+    assert (resumed.returncode, resumed.stdout) == (0, "200\n")
 
 
 def test_graph_check_version() -> None:
