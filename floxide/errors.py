@@ -89,9 +89,7 @@ class NodeFailed(FloxideError):
     exception itself crossed a process boundary).
     """
 
-    def __init__(
-        self, node: str, error_type: str, error_message: str, *, attempts: int = 1
-    ) -> None:
+    def __init__(self, node: str, error_type: str, error_message: str, *, attempts: int = 1) -> None:
         self.node = node
         self.error_type = error_type
         self.error_message = error_message

@@ -115,7 +115,9 @@ class FrameTable:
         return {
             "live": self.live,
             "parents": {k: [list(p) for p in v] for k, v in self.parents.items()},
-            "inbox": {f: {n: [list(e) for e in entries] for n, entries in b.items()} for f, b in self.inbox.items()},
+            "inbox": {
+                f: {n: [list(e) for e in entries] for n, entries in b.items()} for f, b in self.inbox.items()
+            },
         }
 
     @classmethod

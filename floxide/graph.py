@@ -199,7 +199,9 @@ def compile_graph(
         raise GraphError(f"workflow '{name}': start must be a node, not {type(start).__name__}")
     declared = tuple(edges)
     nodes = _collect_nodes(name, start, declared)
-    specs = {n: NodeSpec(node, n, node.invoker(), node.input_type, node.output_type) for n, node in nodes.items()}
+    specs = {
+        n: NodeSpec(node, n, node.invoker(), node.input_type, node.output_type) for n, node in nodes.items()
+    }
     for item in declared:
         _attach(name, specs, item)
     _check_reachable(name, start.name, specs)
@@ -219,7 +221,9 @@ def _collect_nodes(name: str, start: Node[Any, Any], edges: tuple[Edge, ...]) ->
     everything: list[Node[Any, Any]] = [start]
     for item in edges:
         if not isinstance(item, Edge):
-            raise GraphError(f"workflow '{name}': edges must be made with edge(), route(), on_failure() or join()")
+            raise GraphError(
+                f"workflow '{name}': edges must be made with edge(), route(), on_failure() or join()"
+            )
         everything += [*item.sources, *item.targets, *(t for c in item.cases for t in c.targets)]
     for node in everything:
         if not isinstance(node, Node):
@@ -244,14 +248,18 @@ def _attach(name: str, specs: dict[str, NodeSpec], item: Edge) -> None:
                 _check_fallback(name, spec, specs[target.name])
         elif item.kind == "route":
             if spec.cases or spec.targets:
-                raise GraphError(f"workflow '{name}': node '{spec.name}' has both route() and other success edges")
+                raise GraphError(
+                    f"workflow '{name}': node '{spec.name}' has both route() and other success edges"
+                )
             spec.cases = tuple((case, tuple(t.name for t in case.targets)) for case in item.cases)
             for case in item.cases:
                 for target in case.targets:
                     _check_types(name, spec, specs[target.name], _case_type(spec.output_type, case))
         else:
             if spec.cases:
-                raise GraphError(f"workflow '{name}': node '{spec.name}' has both route() and other success edges")
+                raise GraphError(
+                    f"workflow '{name}': node '{spec.name}' has both route() and other success edges"
+                )
             new = tuple(t.name for t in item.targets if t.name not in spec.targets)
             spec.targets += new
             if item.kind == "join":
@@ -264,8 +272,10 @@ def _attach(name: str, specs: dict[str, NodeSpec], item: Edge) -> None:
 def _wants_failure(spec: NodeSpec) -> bool:
     tp = spec.input_type
     origin = get_origin(tp) or tp
-    return isinstance(origin, type) and issubclass(origin, Failure) or (
-        isinstance(tp, type) and issubclass(tp, Failure)
+    return (
+        (isinstance(origin, type)
+        and issubclass(origin, Failure))
+        or (isinstance(tp, type) and issubclass(tp, Failure))
     )
 
 
@@ -312,7 +322,9 @@ def _check_reachable(name: str, start: str, specs: dict[str, NodeSpec]) -> None:
     unreachable = sorted(set(specs) - seen)
     if unreachable:
         listed = ", ".join(f"'{n}'" for n in unreachable)
-        raise GraphError(f"workflow '{name}': node(s) {listed} cannot be reached from the start node '{start}'")
+        raise GraphError(
+            f"workflow '{name}': node(s) {listed} cannot be reached from the start node '{start}'"
+        )
 
 
 def _known(name: str, specs: dict[str, NodeSpec], key: Node[Any, Any] | str, what: str) -> str:
@@ -335,7 +347,7 @@ def to_dot(name: str, graph: Graph) -> str:
         "  edge [fontname=Helvetica, arrowhead=vee];",
     ]
     for spec in graph.nodes.values():
-        shape = ' [peripheries=2]' if spec.is_terminal else ""
+        shape = " [peripheries=2]" if spec.is_terminal else ""
         lines.append(f'  "{spec.name}"{shape};')
     for source, target, kind, label in edge_list(graph):
         attrs = {
@@ -374,5 +386,3 @@ def edge_list(graph: Graph) -> list[tuple[str, str, str, str]]:
             result.extend((spec.name, target, "route", case.label) for target in targets)
         result.extend((spec.name, target, "fallback", "") for target in spec.fallbacks)
     return result
-
-

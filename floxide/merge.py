@@ -119,7 +119,9 @@ def strategies(model: type[BaseModel]) -> dict[str, Merge]:
     for name, info in model.model_fields.items():
         declared = [m for m in info.metadata if isinstance(m, Merge)]
         if len(declared) > 1:
-            raise GraphError(f"context field '{model.__name__}.{name}' declares {len(declared)} merge strategies")
+            raise GraphError(
+                f"context field '{model.__name__}.{name}' declares {len(declared)} merge strategies"
+            )
         strategy = declared[0] if declared else Merge.replace()
         _check_fits(model, name, info.annotation, strategy)
         found[name] = strategy
@@ -189,7 +191,9 @@ def _delta(model: type[BaseModel], name: str, strategy: Merge, old: Any, new: An
         deleted = [k for k in old if k not in new]
         return FieldChange(name, kind, {"set": changed, "delete": deleted})
     if kind == "fixed":
-        raise MergeError(f"{where} is Merge.fixed(): it is set when the run starts and steps cannot change it")
+        raise MergeError(
+            f"{where} is Merge.fixed(): it is set when the run starts and steps cannot change it"
+        )
     if kind == "custom":
         return FieldChange(name, kind, new, before=old)
     return FieldChange(name, kind, new)
@@ -232,7 +236,9 @@ def _merge_value(strategy: Merge, current: Any, change: FieldChange) -> Any:
     return value
 
 
-def apply_json(model: type[BaseModel], current: dict[str, Any], changes: list[dict[str, Any]]) -> dict[str, Any]:
+def apply_json(
+    model: type[BaseModel], current: dict[str, Any], changes: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Like :func:`apply`, on the JSON form of a context (used by out-of-process stores).
 
     ``custom`` merges run on validated values, so the user's function sees real types.

@@ -74,7 +74,9 @@ class RetryPolicy(BaseModel):
             base = self.initial_backoff * 2.0 ** min(n - 1, 62)
         return min(base, self.max_backoff)
 
-    def delay(self, attempt: int, error: BaseException | None = None, *, rng: random.Random | None = None) -> float:
+    def delay(
+        self, attempt: int, error: BaseException | None = None, *, rng: random.Random | None = None
+    ) -> float:
         """The wait to use: the error's own ``RetryableError.delay``, else the jittered backoff."""
         if isinstance(error, RetryableError) and error.delay is not None:
             return min(error.delay, self.max_backoff)
@@ -110,7 +112,7 @@ class RetryNode(Node[Any, Any]):
                 if not isinstance(result, Abort):
                     return result
                 error = result.exception()
-            except Exception as exc:  # noqa: BLE001 - the policy decides what is retried
+            except Exception as exc:
                 error = exc
             if not self.policy.should_retry(error, attempt):
                 raise error
@@ -133,4 +135,3 @@ class RetryNode(Node[Any, Any]):
 def with_retry(node: Node[Any, Any], policy: RetryPolicy) -> RetryNode:
     """Wrap ``node`` so that each step retries it under ``policy``."""
     return RetryNode(inner=node, policy=policy)
-

@@ -86,7 +86,9 @@ class Runner:
     next_id: int = 0
 
     @classmethod
-    def start(cls, workflow: Workflow[Any, Any], ctx: WorkflowCtx[Any], run_id: str, value: Any, **kw: Any) -> Runner:
+    def start(
+        cls, workflow: Workflow[Any, Any], ctx: WorkflowCtx[Any], run_id: str, value: Any, **kw: Any
+    ) -> Runner:
         """A runner for a new run with ``value`` as the start node's input."""
         runner = cls(workflow, ctx, run_id, context=ctx.store, **kw)
         runner.ready.append(runner._new(workflow.graph.start, value, ()))
@@ -94,7 +96,9 @@ class Runner:
         return runner
 
     @classmethod
-    def restore(cls, workflow: Workflow[Any, Any], ctx: WorkflowCtx[Any], checkpoint: Checkpoint, **kw: Any) -> Runner:
+    def restore(
+        cls, workflow: Workflow[Any, Any], ctx: WorkflowCtx[Any], checkpoint: Checkpoint, **kw: Any
+    ) -> Runner:
         """A runner continuing from ``checkpoint``."""
         context = workflow.load_context(checkpoint.context)
         runner = cls(workflow, ctx, checkpoint.run_id, context=context, **kw)
@@ -274,5 +278,3 @@ class Runner:
 def _outer_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-

@@ -43,7 +43,9 @@ class Source(Generic[T]):
     def __init__(self, queue: asyncio.Queue[Any]) -> None:
         self._queue = queue
 
-    async def outputs(self, workflow: Workflow[T, Any], *, ctx: WorkflowCtx[Any] | None = None) -> AsyncIterator[Any]:
+    async def outputs(
+        self, workflow: Workflow[T, Any], *, ctx: WorkflowCtx[Any] | None = None
+    ) -> AsyncIterator[Any]:
         """Yield each run's output until the channel is closed. A failing run raises."""
         while (value := await self._queue.get()) is not _CLOSED:
             yield await workflow.run(value, ctx=ctx)

@@ -79,7 +79,7 @@ async def execute(
         return outcome
     except Cancelled:
         raise
-    except Exception as exc:  # noqa: BLE001 - every node failure is handled by policy
+    except Exception as exc:
         return _failed(spec, ctx, value, exc, spec.retry or default_retry)
 
 

@@ -32,8 +32,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from floxide.checkpoint import CheckpointStore
-from floxide.distributed.protocols import Backend
 from floxide.context import WorkflowCtx
+from floxide.distributed.protocols import Backend
 from floxide.errors import AlreadyCompleted, GraphError, InputError, NotStarted
 from floxide.graph import Edge, Graph, compile_graph, edge_list, to_dot, to_mermaid
 from floxide.merge import strategies
@@ -107,7 +107,7 @@ class Workflow(Generic[I, O]):
         """The JSON schema of the run's input."""
         try:
             return TypeAdapter(self.input_type).json_schema()
-        except Exception:  # noqa: BLE001 - a type pydantic cannot describe accepts anything
+        except Exception:
             return {}
 
     def validate_input(self, value: Any) -> I:
@@ -217,7 +217,11 @@ class Workflow(Generic[I, O]):
             ctx.store = self.new_context()
         if ctx.deadline is None and self.timeout is not None:
             ctx = WorkflowCtx(ctx.store, timeout=self.timeout, cancel_token=ctx.cancel_token)
-        if self.context_type is not None and ctx.store is not None and not isinstance(ctx.store, self.context_type):
+        if (
+            self.context_type is not None
+            and ctx.store is not None
+            and not isinstance(ctx.store, self.context_type)
+        ):
             raise InputError(
                 f"workflow '{self.name}' expects a {self.context_type.__name__} context, "
                 f"got {type(ctx.store).__name__}"

@@ -81,7 +81,9 @@ async def seed_run(
     info = RunInfo(
         run_id=run_id,
         workflow=backend.workflow,
-        deadline=None if deadline_seconds is None else datetime.now(UTC) + timedelta(seconds=deadline_seconds),
+        deadline=None
+        if deadline_seconds is None
+        else datetime.now(UTC) + timedelta(seconds=deadline_seconds),
     )
     item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload)
     await backend.start_run(info, item, context)
@@ -142,7 +144,9 @@ async def process_claim(
         return "parked"
     spec = workflow.graph.nodes.get(item.node)
     if spec is None:
-        await backend.fail(claim, _record(item, FloxideError(f"workflow has no node '{item.node}'"), permanent=True))
+        await backend.fail(
+            claim, _record(item, FloxideError(f"workflow has no node '{item.node}'"), permanent=True)
+        )
         return "failed"
     try:
         value = workflow.load_input(item.node, item.payload)
@@ -153,7 +157,9 @@ async def process_claim(
     ctx: WorkflowCtx[Any] = WorkflowCtx(context, cancel_token=cancel_token)
     if state.deadline is not None:
         ctx.deadline = time.monotonic() + (state.deadline - time.time())
-    step_ctx = ctx.for_step(context, run_id=item.run_id, node=item.node, item_id=item.item_id, attempt=item.attempt)
+    step_ctx = ctx.for_step(
+        context, run_id=item.run_id, node=item.node, item_id=item.item_id, attempt=item.attempt
+    )
     started = time.perf_counter()
     outcome = await execute(workflow.graph, spec, step_ctx, value, default_retry=retry)
     seconds = time.perf_counter() - started

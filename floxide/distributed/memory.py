@@ -172,7 +172,10 @@ class InMemoryBackend:
         )
         successors = [
             *commit.children,
-            *(WorkItem(run_id=item.run_id, item_id=f.item_id, node=f.node, payload=f.values, scope=f.scope) for f in fired),
+            *(
+                WorkItem(run_id=item.run_id, item_id=f.item_id, node=f.node, payload=f.values, scope=f.scope)
+                for f in fired
+            ),
         ]
         info.items_done += 1
         info.items_total += len(successors)
@@ -315,7 +318,9 @@ class _Queue:
                 continue
             entry.consumer, entry.delivered_at = consumer, now
             entry.deliveries += 1
-            claims.append(Claim(item=WorkItem.model_validate_json(entry.item), delivery=delivery, deliveries=1))
+            claims.append(
+                Claim(item=WorkItem.model_validate_json(entry.item), delivery=delivery, deliveries=1)
+            )
         return claims
 
     async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
@@ -420,7 +425,9 @@ class _Liveness:
 
     async def list(self) -> list[WorkerHealth]:
         now = time.monotonic()
-        return [WorkerHealth.model_validate_json(raw) for expiry, raw in self._b._workers.values() if expiry > now]
+        return [
+            WorkerHealth.model_validate_json(raw) for expiry, raw in self._b._workers.values() if expiry > now
+        ]
 
     async def remove(self, worker_id: str) -> None:
         self._b._workers.pop(worker_id, None)

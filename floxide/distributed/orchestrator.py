@@ -7,7 +7,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from floxide.distributed.execution import start_run
-from floxide.distributed.models import ErrorRecord, RunInfo, RunMetrics, RunStatus, WorkerHealth, WorkItemState
+from floxide.distributed.models import (
+    ErrorRecord,
+    RunInfo,
+    RunMetrics,
+    RunStatus,
+    WorkerHealth,
+    WorkItemState,
+)
 from floxide.distributed.protocols import Backend
 from floxide.errors import AlreadyCompleted, FloxideError, NotStarted
 from floxide.errors import Timeout as RunTimeout
@@ -36,7 +43,12 @@ class DistributedOrchestrator:
     ) -> str:
         """Seed a run and return its id (idempotent for a given ``run_id``)."""
         return await start_run(
-            self.workflow, self.backend, input, run_id=run_id, context=context, deadline_seconds=deadline_seconds
+            self.workflow,
+            self.backend,
+            input,
+            run_id=run_id,
+            context=context,
+            deadline_seconds=deadline_seconds,
         )
 
     async def status(self, run_id: str) -> RunStatus:
@@ -84,7 +96,9 @@ class DistributedOrchestrator:
             raise AlreadyCompleted(f"run '{run_id}' is {current.value}; it cannot become {status.value}")
         return current
 
-    async def wait_for_completion(self, run_id: str, *, timeout: float | None = None, poll: float = 0.05) -> RunInfo:
+    async def wait_for_completion(
+        self, run_id: str, *, timeout: float | None = None, poll: float = 0.05
+    ) -> RunInfo:
         """Wait until the run is Completed, Failed or Cancelled; :class:`Timeout` after ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll

@@ -158,7 +158,7 @@ class DistributedWorker:
                 break
             try:
                 claims = await self.backend.queue.claim(self.worker_id, count=free, block=self.block)
-            except Exception:  # noqa: BLE001 - a broken connection must not kill the worker
+            except Exception:
                 log.exception("claiming work failed; retrying in 1s")
                 await asyncio.sleep(1.0)
                 continue
@@ -190,7 +190,9 @@ class DistributedWorker:
             _safely(hook.on_claim, claim)
         started = time.perf_counter()
         try:
-            result = await process_claim(self.workflow, self.backend, claim, retry=self.retry, cancel_token=token)
+            result = await process_claim(
+                self.workflow, self.backend, claim, retry=self.retry, cancel_token=token
+            )
         except asyncio.CancelledError:
             if token.is_set:
                 await self.backend.set_aside(claim, keep=token.reason != "cancelled")
@@ -215,7 +217,7 @@ class DistributedWorker:
                 await action()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - background duties retry on their next tick
+            except Exception:
                 log.warning("background task %s failed", getattr(action, "__name__", action), exc_info=True)
 
     async def _heartbeat(self) -> None:
@@ -277,5 +279,5 @@ class DistributedWorker:
 def _safely(function: Callable[..., None], *args: Any) -> None:
     try:
         function(*args)
-    except Exception:  # noqa: BLE001 - hooks never break the worker
+    except Exception:
         log.warning("worker hook %s failed", getattr(function, "__qualname__", function), exc_info=True)

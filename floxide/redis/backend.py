@@ -156,7 +156,9 @@ class RedisBackend:
         keys = self.run_keys(item.run_id)
         async with self.client.pipeline(transaction=False) as pipe:
             await self.scripts.step_input(
-                keys=[keys.info, keys.items], args=[item.item_id, item.node, item.attempt, _iso()], client=pipe
+                keys=[keys.info, keys.items],
+                args=[item.item_id, item.node, item.attempt, _iso()],
+                client=pipe,
             )
             for command in self.layout.read_commands(keys) if self.layout.model else []:
                 pipe.execute_command(*command)
@@ -174,7 +176,9 @@ class RedisBackend:
         assert self.layout.model is not None
         defaults = self.layout.model().model_dump(mode="json")
         extra, ops = flatten_ops(self.layout.seed_ops(defaults), keys, 2)
-        await self.scripts.seed_context(keys=[keys.info, keys.ctx, *extra], args=[self._context_keys(keys), *ops])
+        await self.scripts.seed_context(
+            keys=[keys.info, keys.ctx, *extra], args=[self._context_keys(keys), *ops]
+        )
         return await self.contexts.get(keys.base.rpartition(":run:")[2])
 
     async def commit(self, claim: Claim, commit: Commit) -> str:
@@ -184,20 +188,43 @@ class RedisBackend:
         if commit.opened:
             frames.append(commit.opened)
         fixed = [
-            self.keys.stream, keys.info, keys.done, keys.items, keys.frames, keys.fparent, keys.fscope,
-            keys.outputs, keys.metrics, keys.parked, keys.ctx, keys.errors, keys.failed,
+            self.keys.stream,
+            keys.info,
+            keys.done,
+            keys.items,
+            keys.frames,
+            keys.fparent,
+            keys.fscope,
+            keys.outputs,
+            keys.metrics,
+            keys.parked,
+            keys.ctx,
+            keys.errors,
+            keys.failed,
         ]
         inboxes = [keys.inbox(frame) for frame in frames]
         custom = self.layout.custom_fields(commit.changes)
         for _ in range(_CAS_RETRIES):
-            current = dict(zip(custom, await self.client.hmget(keys.ctx, custom), strict=True)) if custom else {}
+            current = (
+                dict(zip(custom, await self.client.hmget(keys.ctx, custom), strict=True)) if custom else {}
+            )
             ops = self.layout.delta_ops(commit.changes, current) if commit.changes else []
             separate = [key for _, _, key in self.layout.separate_keys(keys)]
             extra, op_args = flatten_ops(ops, keys, len(fixed) + len(inboxes), separate)
             argv: list[Any] = [
-                GROUP, claim.delivery, item.run_id, item.item_id, item.node, item.attempt,
-                item.scope[-1][1] if item.scope else 0, len(frames), *frames,
-                commit.opened or "", json.dumps(item.scope), len(commit.children), len(commit.children),
+                GROUP,
+                claim.delivery,
+                item.run_id,
+                item.item_id,
+                item.node,
+                item.attempt,
+                item.scope[-1][1] if item.scope else 0,
+                len(frames),
+                *frames,
+                commit.opened or "",
+                json.dumps(item.scope),
+                len(commit.children),
+                len(commit.children),
             ]
             for child in commit.children:
                 argv += [child.node, _item_json(child)]
@@ -220,8 +247,15 @@ class RedisBackend:
         await self.scripts.retry(
             keys=[self.keys.stream, self.keys.delayed, keys.items, keys.metrics, keys.errors, keys.done],
             args=[
-                GROUP, claim.delivery, int((time.time() + delay) * 1000), _item_json(following),
-                item.item_id, item.node, following.attempt, error.model_dump_json(), self.errors_kept,
+                GROUP,
+                claim.delivery,
+                int((time.time() + delay) * 1000),
+                _item_json(following),
+                item.item_id,
+                item.node,
+                following.attempt,
+                error.model_dump_json(),
+                self.errors_kept,
             ],
         )
 
@@ -232,13 +266,30 @@ class RedisBackend:
         message = f"node '{error.node}' failed: {error.error_type}: {error.message}"
         await self.scripts.fail(
             keys=[
-                self.keys.stream, keys.info, keys.items, keys.metrics, keys.errors, keys.failed,
-                self.keys.dead, keys.done, *await self.all_run_keys(item.run_id),
+                self.keys.stream,
+                keys.info,
+                keys.items,
+                keys.metrics,
+                keys.errors,
+                keys.failed,
+                self.keys.dead,
+                keys.done,
+                *await self.all_run_keys(item.run_id),
             ],
             args=[
-                GROUP, claim.delivery, item.item_id, item.node, item.attempt, _item_json(reset),
-                error.model_dump_json(), message[:2000], _iso(), self.errors_kept, self.ttl,
-                self.dead_letters_kept, item.run_id,
+                GROUP,
+                claim.delivery,
+                item.item_id,
+                item.node,
+                item.attempt,
+                _item_json(reset),
+                error.model_dump_json(),
+                message[:2000],
+                _iso(),
+                self.errors_kept,
+                self.ttl,
+                self.dead_letters_kept,
+                item.run_id,
             ],
         )
 
@@ -247,7 +298,15 @@ class RedisBackend:
         keys = self.run_keys(item.run_id)
         await self.scripts.aside(
             keys=[self.keys.stream, keys.parked, keys.items, keys.done],
-            args=[GROUP, claim.delivery, item.item_id, item.node, item.attempt, _item_json(item), "1" if keep else "0"],
+            args=[
+                GROUP,
+                claim.delivery,
+                item.item_id,
+                item.node,
+                item.attempt,
+                _item_json(item),
+                "1" if keep else "0",
+            ],
         )
 
     async def promote_due(self) -> int:
@@ -262,7 +321,12 @@ class RedisBackend:
         keys = self.run_keys(run_id)
         result = await self.scripts.status(
             keys=[
-                keys.info, self.keys.stream, keys.parked, keys.failed, keys.items, keys.metrics,
+                keys.info,
+                self.keys.stream,
+                keys.parked,
+                keys.failed,
+                keys.items,
+                keys.metrics,
                 *await self.all_run_keys(run_id),
             ],
             args=[status.value, reason or "", "1" if interrupt else "0", _iso(), self.ttl],
@@ -288,6 +352,7 @@ class RedisBackend:
         if summary["pending"]:
             floor = min(floor, summary["min"], key=_stream_id)
         return int(await self.client.xtrim(self.keys.stream, minid=floor, approximate=False))
+
 
 def _claims(entries: list[Any]) -> list[Claim]:
     """Claims from raw stream entries (entries deleted meanwhile come without fields)."""
@@ -317,7 +382,11 @@ class _Queue:
         await b.ensure_group()
         try:
             reply = await b.client.xreadgroup(
-                GROUP, consumer, {b.keys.stream: ">"}, count=count, block=int(block * 1000) if block > 0 else None
+                GROUP,
+                consumer,
+                {b.keys.stream: ">"},
+                count=count,
+                block=int(block * 1000) if block > 0 else None,
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -332,14 +401,23 @@ class _Queue:
         b = self._b
         await b.ensure_group()
         cursor, entries, _deleted = await b.client.xautoclaim(
-            b.keys.stream, GROUP, consumer, min_idle_time=int(min_idle * 1000), start_id=b._reclaim_cursor, count=count
+            b.keys.stream,
+            GROUP,
+            consumer,
+            min_idle_time=int(min_idle * 1000),
+            start_id=b._reclaim_cursor,
+            count=count,
         )
         b._reclaim_cursor = cursor
         claims = _claims(entries)
         if not claims:
             return []
         details = await b.client.xpending_range(
-            b.keys.stream, GROUP, min=claims[0].delivery, max=claims[-1].delivery, count=len(claims) * 4,
+            b.keys.stream,
+            GROUP,
+            min=claims[0].delivery,
+            max=claims[-1].delivery,
+            count=len(claims) * 4,
             consumername=consumer,
         )
         counts = {d["message_id"]: int(d["times_delivered"]) for d in details}
@@ -361,7 +439,9 @@ class _Queue:
     async def _lease(self, consumer: str, claims: Sequence[Claim], *, idle: int) -> None:
         if claims:
             b = self._b
-            await b.scripts.lease(keys=[b.keys.stream], args=[GROUP, consumer, idle, *(c.delivery for c in claims)])
+            await b.scripts.lease(
+                keys=[b.keys.stream], args=[GROUP, consumer, idle, *(c.delivery for c in claims)]
+            )
 
     async def pending(self, run_id: str) -> list[WorkItem]:
         b = self._b
@@ -412,7 +492,7 @@ def _crash_record(claim: Claim, limit: int) -> ErrorRecord:
         node=item.node,
         attempt=item.attempt,
         error_type="WorkerLost",
-        message=f"the item was handed out {claim.deliveries} times (limit {limit}): its step keeps killing workers",
+        message=f"handed out {claim.deliveries} times (limit {limit}): its step keeps killing workers",
         permanent=True,
     )
 

@@ -49,7 +49,9 @@ class ContextLayout:
         """The commands that read the whole context (run them in one pipeline)."""
         commands: list[tuple[str, ...]] = [("HGETALL", keys.ctx)]
         for _, kind, key in self.separate_keys(keys):
-            commands.append({"list": ("LRANGE", key, "0", "-1"), "set": ("SMEMBERS", key), "map": ("HGETALL", key)}[kind])
+            commands.append(
+                {"list": ("LRANGE", key, "0", "-1"), "set": ("SMEMBERS", key), "map": ("HGETALL", key)}[kind]
+            )
         return commands
 
     def assemble(self, keys: RunKeys, replies: list[Any]) -> dict[str, Any] | None:
@@ -77,7 +79,9 @@ class ContextLayout:
             elif kind == "union":
                 ops.append(("union", field, "set", [_json(v, canonical=True) for v in value]))
             elif kind == "update":
-                ops.append(("update", field, "map", [x for k, v in value.items() for x in (str(k), _json(v))]))
+                ops.append(
+                    ("update", field, "map", [x for k, v in value.items() for x in (str(k), _json(v))])
+                )
             else:
                 ops.append(("set", field, None, [_json(value)]))
         return [op for op in ops if op[3] or op[0] == "set"]
@@ -92,7 +96,14 @@ class ContextLayout:
             field, kind, value = change["field"], change["kind"], change["value"]
             if kind == "sum":
                 integral = isinstance(value, int) and not isinstance(value, bool)
-                ops.append(("incr" if integral else "incrf", field, None, [repr(value) if not integral else str(value)]))
+                ops.append(
+                    (
+                        "incr" if integral else "incrf",
+                        field,
+                        None,
+                        [repr(value) if not integral else str(value)],
+                    )
+                )
             elif kind in ("max", "min"):
                 ops.append((kind, field, None, [_json(value)]))
             elif kind == "append":
@@ -107,7 +118,9 @@ class ContextLayout:
                     ops.append(("delete", field, "map", [str(k) for k in value["delete"]]))
             elif kind == "custom":
                 stored = current.get(field)
-                merged = apply_json(self.model, {field: None if stored is None else json.loads(stored)}, [change])
+                merged = apply_json(
+                    self.model, {field: None if stored is None else json.loads(stored)}, [change]
+                )
                 ops.append(("cas", field, None, [stored or "", _json(merged[field])]))
             else:
                 ops.append(("set", field, None, [_json(value)]))
@@ -119,7 +132,10 @@ class ContextLayout:
 
 
 def flatten_ops(
-    ops: list[tuple[str, str, str | None, list[str]]], keys: RunKeys, key_base: int, known: list[str] | None = None
+    ops: list[tuple[str, str, str | None, list[str]]],
+    keys: RunKeys,
+    key_base: int,
+    known: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """``(extra KEYS, ARGV)`` for ops: separate keys (``known`` first) are numbered from ``key_base`` + 1."""
     extra: list[str] = list(known or [])

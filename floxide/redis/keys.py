@@ -145,6 +145,16 @@ class RunKeys:
     def fixed(self) -> list[str]:
         """The run's keys whose names do not depend on its context type or frames."""
         return [
-            self.info, self.ctx, self.done, self.items, self.frames, self.fparent, self.fscope,
-            self.outputs, self.metrics, self.parked, self.errors, self.failed,
+            self.info,
+            self.ctx,
+            self.done,
+            self.items,
+            self.frames,
+            self.fparent,
+            self.fscope,
+            self.outputs,
+            self.metrics,
+            self.parked,
+            self.errors,
+            self.failed,
         ]

@@ -21,7 +21,9 @@ class RedisSettings(BaseSettings):
     password: SecretStr | None = Field(None, description="Overrides a password in the URL.")
     tls_ca_file: str | None = Field(None, description="CA bundle to verify a TLS server with.")
     tls_insecure: bool = Field(False, description="Skip TLS certificate verification (testing only).")
-    socket_timeout: float = Field(10.0, gt=0, description="Seconds a command may take (blocking reads excluded).")
+    socket_timeout: float = Field(
+        10.0, gt=0, description="Seconds a command may take (blocking reads excluded)."
+    )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to establish a connection.")
 
     def client(self, *, block: float = 0.0) -> Redis:
