@@ -1,8 +1,8 @@
 """Shared test setup, kept generic for every tier.
 
 * The repository root goes on ``sys.path``, so ``examples`` imports however pytest starts.
-* Every async test is checked for leaked asyncio tasks: a task still pending when the test
-  ends fails it (it would otherwise be cancelled silently with the loop).
+* Every async test on its own event loop is checked for leaked asyncio tasks: a task still
+  pending when the test ends fails it (it would otherwise be cancelled silently with the loop).
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ if str(ROOT) not in sys.path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.fixturenames.append("_no_leaked_tasks")
+        if not (isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj)):
+            continue
+        marker = item.get_closest_marker("asyncio")
+        if marker is None or marker.kwargs.get("loop_scope", "function") == "function":
+            item.fixturenames.append("_no_leaked_tasks")  # (tests on a shared loop may keep tasks)
 
 
 @pytest.fixture
