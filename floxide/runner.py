@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import to_jsonable_python
 
@@ -114,7 +114,10 @@ class Runner:
     async def run(self) -> RunResult:
         """Run to the end; raises the run's error (``NodeFailed``, ``Cancelled``, ``Timeout``, ...)."""
         loop_task = asyncio.ensure_future(self._guarded())
-        unsubscribe = self.ctx.cancel_token.on_cancel(loop_task.cancel)
+        def stop_loop() -> None:
+            loop_task.cancel()
+
+        unsubscribe = self.ctx.cancel_token.on_cancel(stop_loop)
         try:
             return await loop_task
         except asyncio.CancelledError:
@@ -246,14 +249,14 @@ class Runner:
     def _next_due(self) -> float | None:
         return max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
 
-    async def _save(self, status: str, *, error: str | None = None) -> None:
+    async def _save(self, status: Literal["running", "completed", "failed"], *, error: str | None = None) -> None:
         if self.store is None:
             return
         pending = [*self.inflight.values(), *self.ready, *(entry[2] for entry in self.delayed)]
         checkpoint = Checkpoint(
             workflow=self.workflow.name,
             run_id=self.run_id,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             context=self.workflow.dump_context(self.context),
             items=[
                 WorkItem(

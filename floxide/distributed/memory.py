@@ -9,6 +9,7 @@ for Redis.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import time
 from collections import deque
@@ -309,7 +310,7 @@ class _Queue:
                     await asyncio.wait_for(b._arrived.wait_for(lambda: bool(b._new)), block)
                 except TimeoutError:
                     return []
-        claims = []
+        claims: list[Claim] = []
         now = time.monotonic()
         while b._new and len(claims) < count:
             delivery = b._new.popleft()
@@ -325,7 +326,7 @@ class _Queue:
 
     async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
         now = time.monotonic()
-        claims = []
+        claims: list[Claim] = []
         for delivery, entry in self._b._entries.items():
             if entry.consumer is not None and now - entry.delivered_at >= min_idle and len(claims) < count:
                 entry.consumer, entry.delivered_at = consumer, now
@@ -384,7 +385,7 @@ class _Runs:
         infos = [i for i in infos if status is None or i.status is status]
         return sorted(infos, key=lambda i: i.created_at, reverse=True)[:limit]
 
-    async def outputs(self, run_id: str) -> list[Any]:
+    async def outputs(self, run_id: str) -> builtins.list[Any]:
         run = self._b._runs.get(run_id)
         return [] if run is None else list(run.outputs)
 

@@ -8,6 +8,7 @@ the :class:`Backend`, which owns one of each store over the same storage.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -77,7 +78,7 @@ class RunInfoStore(Protocol):
     async def list(self, status: RunStatus | None = None, *, limit: int = 1000) -> list[RunInfo]:
         """Runs, newest first, optionally only those in ``status``."""
 
-    async def outputs(self, run_id: str) -> list[Any]:
+    async def outputs(self, run_id: str) -> builtins.list[Any]:
         """Every terminal output of the run, in commit order (JSON)."""
 
 

@@ -22,12 +22,13 @@ pipeline reading the run's status and context, and the commit script.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
@@ -205,9 +206,8 @@ class RedisBackend:
         inboxes = [keys.inbox(frame) for frame in frames]
         custom = self.layout.custom_fields(commit.changes)
         for _ in range(_CAS_RETRIES):
-            current = (
-                dict(zip(custom, await self.client.hmget(keys.ctx, custom), strict=True)) if custom else {}
-            )
+            stored = cast(list[str | None], await self.client.hmget(keys.ctx, custom)) if custom else []
+            current = dict(zip(custom, stored, strict=True))
             ops = self.layout.delta_ops(commit.changes, current) if commit.changes else []
             separate = [key for _, _, key in self.layout.separate_keys(keys)]
             extra, op_args = flatten_ops(ops, keys, len(fixed) + len(inboxes), separate)
@@ -395,7 +395,7 @@ class _Queue:
             return []
         if not reply:
             return []
-        return _claims(reply[0][1])
+        return _claims(cast(list[Any], reply)[0][1])
 
     async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
         b = self._b
@@ -449,9 +449,9 @@ class _Queue:
         raws: list[str] = []
         async for _, fields in _scan_stream(b.client, b.keys.stream):
             raws.append(fields["item"])
-        raws += await b.client.zrange(b.keys.delayed, 0, -1)
-        raws += await b.client.lrange(keys.parked, 0, -1)
-        raws += list((await b.client.hgetall(keys.failed)).values())
+        raws += cast(list[str], await b.client.zrange(b.keys.delayed, 0, -1))
+        raws += cast(list[str], await b.client.lrange(keys.parked, 0, -1))
+        raws += cast(dict[str, str], await b.client.hgetall(keys.failed)).values()
         done = await b.client.smembers(keys.done)
         items = [WorkItem.model_validate_json(raw) for raw in raws]
         return [i for i in items if i.run_id == run_id and i.item_id not in done]
@@ -475,7 +475,7 @@ class _Queue:
 async def _scan_stream(client: Redis, key: str) -> Any:
     start = "-"
     while True:
-        batch = await client.xrange(key, min=start, max="+", count=1000)
+        batch = cast(list[tuple[str, dict[str, str]]], await client.xrange(key, min=start, max="+", count=1000))
         for entry in batch:
             yield entry
         if len(batch) < 1000:
@@ -518,12 +518,12 @@ class _Runs:
         self._b = backend
 
     async def get(self, run_id: str) -> RunInfo | None:
-        data = await self._b.client.hgetall(self._b.run_keys(run_id).info)
+        data = cast(dict[str, str], await self._b.client.hgetall(self._b.run_keys(run_id).info))
         return _run_info(data) if data else None
 
     async def list(self, status: RunStatus | None = None, *, limit: int = 1000) -> list[RunInfo]:
         b = self._b
-        ids = await b.client.zrevrange(b.keys.runs, 0, -1)
+        ids = cast(list[str], await b.client.zrevrange(b.keys.runs, 0, -1))
         found: list[RunInfo] = []
         gone: list[str] = []
         for start in range(0, len(ids), 200):
@@ -545,9 +545,13 @@ class _Runs:
             await b.client.zrem(b.keys.runs, *gone)
         return found[:limit]
 
-    async def outputs(self, run_id: str) -> list[Any]:
+    async def outputs(self, run_id: str) -> builtins.list[Any]:
         raws = await self._b.client.lrange(self._b.run_keys(run_id).outputs, 0, -1)
         return [json.loads(raw) for raw in raws]
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _run_info(data: dict[str, str]) -> RunInfo:
@@ -556,10 +560,10 @@ def _run_info(data: dict[str, str]) -> RunInfo:
         run_id=data["run_id"],
         workflow=data["workflow"],
         status=RunStatus(data["status"]),
-        created_at=data["created_at"],  # type: ignore[arg-type]
-        started_at=data.get("started_at") or None,  # type: ignore[arg-type]
-        finished_at=data.get("finished_at") or None,  # type: ignore[arg-type]
-        deadline=data.get("deadline") or None,  # type: ignore[arg-type]
+        created_at=datetime.fromisoformat(data["created_at"]),
+        started_at=_moment(data.get("started_at")),
+        finished_at=_moment(data.get("finished_at")),
+        deadline=_moment(data.get("deadline")),
         output=json.loads(data["output"]) if has_output and "output" in data else None,
         has_output=has_output,
         error=data.get("error") or None,
@@ -574,7 +578,7 @@ class _Metrics:
         self._b = backend
 
     async def get(self, run_id: str) -> RunMetrics:
-        raw = await self._b.client.hgetall(self._b.run_keys(run_id).metrics)
+        raw = cast(dict[str, str], await self._b.client.hgetall(self._b.run_keys(run_id).metrics))
         nodes: dict[str, NodeMetrics] = {}
         for key, value in raw.items():
             node, _, counter = key.rpartition(":")
