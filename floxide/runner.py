@@ -114,6 +114,7 @@ class Runner:
     async def run(self) -> RunResult:
         """Run to the end; raises the run's error (``NodeFailed``, ``Cancelled``, ``Timeout``, ...)."""
         loop_task = asyncio.ensure_future(self._guarded())
+
         def stop_loop() -> None:
             loop_task.cancel()
 
@@ -249,7 +250,9 @@ class Runner:
     def _next_due(self) -> float | None:
         return max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
 
-    async def _save(self, status: Literal["running", "completed", "failed"], *, error: str | None = None) -> None:
+    async def _save(
+        self, status: Literal["running", "completed", "failed"], *, error: str | None = None
+    ) -> None:
         if self.store is None:
             return
         pending = [*self.inflight.values(), *self.ready, *(entry[2] for entry in self.delayed)]

@@ -475,7 +475,9 @@ class _Queue:
 async def _scan_stream(client: Redis, key: str) -> Any:
     start = "-"
     while True:
-        batch = cast(list[tuple[str, dict[str, str]]], await client.xrange(key, min=start, max="+", count=1000))
+        batch = cast(
+            list[tuple[str, dict[str, str]]], await client.xrange(key, min=start, max="+", count=1000)
+        )
         for entry in batch:
             yield entry
         if len(batch) < 1000:
