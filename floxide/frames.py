@@ -64,6 +64,13 @@ class FrameTable:
         the run has no live work left.
         """
         frame = scope[-1][0] if scope else ROOT
+        if not fan_out and not arrivals:
+            live = self.live[frame] + children - 1
+            self.live[frame] = live
+            if live:
+                return None, [], False
+            fired = self._close(frame, item_id)
+            return None, fired, self.live.get(ROOT, 0) == 0
         index = scope[-1][1] if scope else 0
         opened: str | None = None
         closing: list[str] = []

@@ -21,7 +21,7 @@ from pydantic_core import to_jsonable_python
 
 from floxide.checkpoint import Checkpoint, CheckpointStore, OutputRecord
 from floxide.context import WorkflowCtx
-from floxide.errors import Cancelled, NoTerminalReached, StepLimitExceeded, Timeout
+from floxide.errors import Cancelled, NodeFailed, NoTerminalReached, StepLimitExceeded, Timeout
 from floxide.frames import Arrival, FrameTable, Scope
 from floxide.merge import apply
 from floxide.step import Outcome, execute, node_failed
@@ -141,6 +141,9 @@ class Runner:
                 await self._save("failed", error=f"run timed out after {self.ctx.timeout:g}s")
                 raise Timeout(self.ctx.timeout or 0.0, scope="run") from exc
             raise
+        except (NodeFailed, StepLimitExceeded) as exc:
+            await self._save("failed", error=str(exc))
+            raise
         return await self._finish()
 
     async def _loop(self) -> None:
@@ -148,11 +151,14 @@ class Runner:
         limit = self.workflow.concurrency
         try:
             while ready or running or self.delayed:
-                self._release_due()
-                if not running and not self.delayed and len(ready) == 1:
+                if self.delayed:
+                    self._release_due()
+                elif not running and len(ready) == 1:
                     item = ready.popleft()
                     self.inflight[item.seq] = item
-                    await self._commit(item, await self._execute(item))
+                    self._commit(item, await self._execute(item))
+                    if self.store is not None:
+                        await self._save("running")
                     continue
                 while ready and len(running) < limit:
                     item = ready.popleft()
@@ -165,7 +171,9 @@ class Runner:
                 done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for task in sorted(done, key=lambda t: running[t].seq):
                     item = running.pop(task)
-                    await self._commit(item, task.result())
+                    self._commit(item, task.result())
+                    if self.store is not None:
+                        await self._save("running")
         finally:
             for task in running:
                 task.cancel()
@@ -179,7 +187,8 @@ class Runner:
         )
         return execute(self.workflow.graph, spec, step_ctx, item.value)
 
-    async def _commit(self, item: _Item, outcome: Outcome) -> None:
+    def _commit(self, item: _Item, outcome: Outcome) -> None:
+        """Apply a step's outcome to the run's state (the caller saves the checkpoint)."""
         self.steps += 1
         limit = self.workflow.max_steps
         if limit is not None and self.steps > limit:
@@ -188,20 +197,17 @@ class Runner:
             del self.inflight[item.seq]
             retry = _Item(item.seq, item.node, item.value, item.attempt + 1, item.scope)
             heapq.heappush(self.delayed, (time.monotonic() + outcome.retry_delay, item.seq, retry))
-            await self._save("running")
             return
         if outcome.status == "failed":
             assert outcome.error is not None
-            failed = node_failed(item.node, outcome.error, item.attempt)
-            await self._save("failed", error=str(failed))
-            raise failed
+            raise node_failed(item.node, outcome.error, item.attempt)
         del self.inflight[item.seq]
         if outcome.changes:
             self.context = apply(self.context, outcome.changes)
         for value in outcome.outputs:
             self.outputs.append((item.node, value))
         emits = outcome.emits
-        if any(e.join for e in emits):
+        if emits and any(e.join for e in emits):
             children = [e for e in emits if not e.join]
             arrivals = [Arrival(e.node, e.value) for e in emits if e.join]
         else:
@@ -220,8 +226,6 @@ class Runner:
         for join in fired:
             values = self.workflow.load_input(join.node, join.values, python=True)
             ready.append(self._new(join.node, values, join.scope))
-        if self.store is not None:
-            await self._save("running")
         if self.on_progress is not None:
             self.on_progress(Progress(self.steps, len(self.ready) + len(self.delayed), len(self.inflight)))
 

@@ -25,7 +25,7 @@ class RoutingError(FloxideError):
     """A node's output matched none of its route's cases."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     """A value sent to ``node``; ``join`` marks an arrival at a join instead of a new item."""
 
@@ -60,7 +60,7 @@ async def execute(
     retry by default; local runs do not).
     """
     before = ctx.store
-    if before is not None and hasattr(before, "model_copy"):
+    if before is not None:
         ctx.store = before.model_copy(deep=True)
     try:
         if spec.timeout is None:
@@ -95,22 +95,23 @@ def _route(graph: Graph, spec: NodeSpec, result: Any) -> Outcome:
         fan_out = False
     outcome = Outcome("done")
     emits = outcome.emits
+    joins = spec.join_targets
     if spec.cases:
         for value in values:
             for case, targets in spec.cases:
                 if case.matches(value):
                     payload = case.extract(value)
-                    if targets:
-                        emits.extend(Emit(t, payload, t in spec.join_targets) for t in targets)
-                    else:
+                    if not targets:
                         outcome.outputs.append(payload)
+                    for target in targets:
+                        emits.append(Emit(target, payload, target in joins))
                     break
             else:
                 raise RoutingError(f"no route case of node '{spec.name}' matches {value!r}")
     elif spec.targets:
-        joins = spec.join_targets
         for value in values:
-            emits.extend(Emit(t, value, t in joins) for t in spec.targets)
+            for target in spec.targets:
+                emits.append(Emit(target, value, target in joins))
     else:
         outcome.outputs.extend(values)
     if not fan_out and len(emits) > 1:
