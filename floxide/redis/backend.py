@@ -509,10 +509,13 @@ class _Contexts:
         if b.layout.model is None:
             return None
         async with b.client.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.info, "ctx_ready")
             for command in b.layout.read_commands(keys):
                 pipe.execute_command(*command)
             replies = await pipe.execute()
-        return b.layout.assemble(keys, replies)
+        if replies[0] != "1":  # an unknown (or expired) run, or one whose context is not seeded yet
+            return None
+        return b.layout.assemble(keys, replies[1:])
 
 
 class _Runs:
