@@ -146,7 +146,8 @@ class DistributedWorker:
         if leftover:
             await asyncio.gather(*leftover, return_exceptions=True)
             await self.backend.queue.release(self.worker_id, list(leftover.values()))
-            log.info("released %d unfinished item(s) for other workers", len(leftover))
+            for claim in leftover.values():
+                log.info("released unfinished for other workers", extra=_fields(claim, result="released"))
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
@@ -175,17 +176,17 @@ class DistributedWorker:
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[StepResult]) -> None:
-        self._inflight.pop(task, None)
+        claim = self._inflight.pop(task, None)
         self._tokens.pop(task, None)
         self._slot_freed.set()
         if not self._inflight:
             self._status = WorkerStatus.IDLE
         if not task.cancelled() and task.exception() is not None:
             self.errors += 1
-            log.error("step crashed: %s", task.exception(), exc_info=task.exception())
+            extra = _fields(claim, result="crashed") if claim is not None else None
+            log.error("step crashed: %s", task.exception(), exc_info=task.exception(), extra=extra)
 
     async def _process(self, claim: Claim, token: CancelToken) -> StepResult:
-        item = claim.item
         for hook in self.hooks:
             _safely(hook.on_claim, claim)
         started = time.perf_counter()
@@ -203,7 +204,8 @@ class DistributedWorker:
         if result in ("failed", "retrying"):
             self.errors += 1
         seconds = time.perf_counter() - started
-        log.debug("run=%s node=%s item=%s %s in %.3fs", item.run_id, item.node, item.item_id, result, seconds)
+        fields = _fields(claim, result=result, seconds=round(seconds, 6))
+        log.info("%s in %.3fs", result, seconds, extra=fields)
         for hook in self.hooks:
             _safely(hook.on_result, claim, result, seconds)
         return result
@@ -246,7 +248,7 @@ class DistributedWorker:
         if free <= 0 or self._stopping.is_set():
             return
         for claim in await self.backend.queue.reclaim(self.worker_id, min_idle=self.lease, count=free):
-            log.info("reclaimed run=%s item=%s from a silent worker", claim.item.run_id, claim.item.item_id)
+            log.info("reclaimed from a silent worker", extra=_fields(claim, result="reclaimed"))
             self._start(claim)
 
     async def _promote(self) -> None:
@@ -271,9 +273,18 @@ class DistributedWorker:
                 continue
             for task in tasks:
                 token = self._tokens.get(task)
+                held = self._inflight.get(task)
+                if held is not None and token is not None and not token.is_set:
+                    log.info("interrupting the step: %s", reason, extra=_fields(held, result="interrupted"))
                 if token is not None:
                     token.cancel(reason)
                 task.cancel()
+
+
+def _fields(claim: Claim, **more: Any) -> dict[str, Any]:
+    """A work item's log record attributes: ``run``, ``node``, ``item``, ``attempt`` and ``more``."""
+    item = claim.item
+    return {"run": item.run_id, "node": item.node, "item": item.item_id, "attempt": item.attempt, **more}
 
 
 def _safely(function: Callable[..., None], *args: Any) -> None:
