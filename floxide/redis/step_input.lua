@@ -5,7 +5,7 @@
 -- Returns {status or false, deadline or false, interrupt flag, context ready flag}.
 
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {false, false, '0'} end
+if not status then return {false, false, '0', '0'} end
 if status == 'Pending' then
   redis.call('HSET', KEYS[1], 'status', 'Running', 'started_at', ARGV[4])
   status = 'Running'
