@@ -447,7 +447,7 @@ class _Queue:
         b = self._b
         keys = b.run_keys(run_id)
         raws: list[str] = []
-        async for _, fields in _scan_stream(b.client, b.keys.stream):
+        for _, fields in await _unacknowledged(b.client, b.keys.stream):
             raws.append(fields["item"])
         raws += cast(list[str], await b.client.zrange(b.keys.delayed, 0, -1))
         raws += cast(list[str], await b.client.lrange(keys.parked, 0, -1))
@@ -472,8 +472,35 @@ class _Queue:
         return int(lag) + int(delayed), int(group["pending"])
 
 
-async def _scan_stream(client: Redis, key: str) -> Any:
+async def _unacknowledged(client: Redis, key: str) -> list[tuple[str, dict[str, str]]]:
+    """The stream's entries not acknowledged yet: claimed ones (in the group's pending list),
+    then those not delivered yet. Acknowledged entries stay in the stream until it is trimmed."""
+    try:
+        groups = cast(list[dict[str, Any]], await client.xinfo_groups(key))
+    except ResponseError:  # no stream yet
+        return []
+    group = next((g for g in groups if g["name"] == GROUP), None)
+    last = str(group["last-delivered-id"]) if group is not None else "0-0"
+    entries: list[tuple[str, dict[str, str]]] = []
     start = "-"
+    while group is not None and int(group["pending"]):
+        batch = cast(
+            list[dict[str, Any]], await client.xpending_range(key, GROUP, min=start, max=last, count=1000)
+        )
+        async with client.pipeline(transaction=False) as pipe:
+            for detail in batch:
+                pipe.xrange(key, min=detail["message_id"], max=detail["message_id"])
+            for reply in await pipe.execute():
+                entries += reply
+        if len(batch) < 1000:
+            break
+        start = f"({batch[-1]['message_id']}"
+    async for entry in _scan_stream(client, key, start=f"({last}"):
+        entries.append(entry)
+    return entries
+
+
+async def _scan_stream(client: Redis, key: str, *, start: str = "-") -> Any:
     while True:
         batch = cast(
             list[tuple[str, dict[str, str]]], await client.xrange(key, min=start, max="+", count=1000)
