@@ -212,7 +212,9 @@ class InMemoryBackend:
         if run is None:
             return
         item = claim.item.model_copy(update={"attempt": claim.item.attempt + 1})
-        self._delayed.append((time.time() + delay, item.model_dump_json()))
+        raw = item.model_dump_json()  # a set of items, like Redis's sorted set: a repeated report moves it
+        self._delayed = [entry for entry in self._delayed if entry[1] != raw]
+        self._delayed.append((time.time() + delay, raw))
         run.errors.append(error.model_dump_json())
         run.node(item.node).retries += 1
         run.mark(item, ItemStatus.WAITING_RETRY)
