@@ -143,7 +143,7 @@ class InMemoryBackend:
         if info.status is RunStatus.PENDING:
             info.status, info.started_at = RunStatus.RUNNING, utcnow()
             run.save(info)
-        if info.status is RunStatus.RUNNING:
+        if info.status is RunStatus.RUNNING and claim.item.item_id not in run.done:
             run.mark(claim.item, ItemStatus.RUNNING)
         deadline = info.deadline.timestamp() if info.deadline else None
         context = None if run.context is None else dict(run.context)

@@ -157,7 +157,7 @@ class RedisBackend:
         keys = self.run_keys(item.run_id)
         async with self.client.pipeline(transaction=False) as pipe:
             await self.scripts.step_input(
-                keys=[keys.info, keys.items],
+                keys=[keys.info, keys.items, keys.done],
                 args=[item.item_id, item.node, item.attempt, _iso()],
                 client=pipe,
             )
