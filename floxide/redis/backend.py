@@ -47,6 +47,7 @@ from floxide.distributed.models import (
 from floxide.distributed.protocols import Commit, StepInput
 from floxide.errors import FloxideError
 from floxide.redis.context import ContextLayout, flatten_ops
+from floxide.redis.index import record_run
 from floxide.redis.keys import GROUP, REGISTRY, KeySpace, RunKeys
 from floxide.redis.scripts import Scripts
 from floxide.workitem import WorkItem
@@ -150,6 +151,7 @@ class RedisBackend:
             *ops,
         ]
         created = await self.scripts.start(keys=[*fixed, *extra], args=argv)
+        await record_run(self.client, self.keys, run.run_id)
         return bool(created)
 
     async def step_input(self, claim: Claim) -> StepInput:
