@@ -1,0 +1,799 @@
+"""The distributed ``floxide`` commands: submit runs to Redis workers, watch and steer them.
+
+::
+
+    floxide submit examples.countdown:workflow --input '{"steps": 20}' --wait
+    floxide status RUN          floxide runs --status Failed     floxide workers
+    floxide pause RUN           floxide resume RUN               floxide cancel RUN
+    floxide retry RUN           floxide errors RUN
+    floxide run examples.countdown:workflow --input '{"steps": 20}' --redis redis://localhost:6379 --workers 2
+
+Every command takes ``--redis URL`` (else ``FLOXIDE_REDIS_URL``; ``FLOXIDE_REDIS_PASSWORD``
+and the TLS settings of :class:`floxide.redis.RedisSettings` apply) and ``--namespace NS``
+(else ``FLOXIDE_NAMESPACE``, default ``default``). Commands that take only a RUN find its
+workflow in the run index (:mod:`floxide.redis.index`); ``--workflow NAME`` says it instead.
+
+On a terminal, results are rich tables; otherwise (or with ``--json``) they are JSON on
+stdout. Errors are one line on stderr (``--verbose`` adds the traceback); the exit status is
+2 for bad usage, input, target or an unknown run, 1 for a failed run or an operation refused.
+
+Redis code is imported when a command runs, not when the ``floxide`` command starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
+
+import typer
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_core import to_jsonable_python
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console, RenderableType
+from rich.table import Table
+
+from floxide import cli as local
+from floxide.cli import CliError, ProgressReporter, load_workflow, read_input
+from floxide.distributed.models import RunInfo, RunMetrics, RunStatus
+from floxide.errors import AlreadyCompleted, FloxideError, InputError, NotStarted
+from floxide.runner import Progress
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from floxide.distributed.protocols import Backend
+    from floxide.redis import RedisBackend, RedisSettings
+    from floxide.redis.index import RunIndex
+    from floxide.workflow import Workflow
+
+__all__ = [
+    "NamespaceSettings",
+    "Session",
+    "connect",
+    "load_settings",
+    "namespace_setting",
+    "redis_settings",
+    "register",
+    "run_distributed",
+    "safe_url",
+]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=BaseSettings)
+
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+class NamespaceSettings(BaseSettings):
+    """Which tenant's keys to use. Environment: ``FLOXIDE_NAMESPACE``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOXIDE_", extra="ignore")
+
+    namespace: str = Field(
+        "default",
+        pattern=NAMESPACE_PATTERN,
+        description="Redis key namespace: the Kubernetes namespace when run by the operator, "
+        "else any name (1-63 letters, digits, '.', '_' or '-').",
+    )
+
+
+def load_settings(model: type[S], flags: Mapping[str, tuple[str, Any]]) -> S:
+    """``model`` from the environment, overridden by command-line flags.
+
+    ``flags`` maps a field to ``(flag name, value)``; ``None`` values were not given. A bad
+    value becomes a :class:`CliError` naming the flag or the environment variable it came from.
+    """
+    given = {name: value for name, (_, value) in flags.items() if value is not None}
+    try:
+        return model(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        prefix = str(model.model_config.get("env_prefix") or "")
+        if name in given:
+            source, value = flags[name][0], given[name]
+        else:
+            source, value = f"{prefix}{name}".upper(), os.environ.get(f"{prefix}{name}".upper(), "")
+        raise CliError(f"bad {source}: {error['msg']} (got {str(value)!r})") from None
+
+
+def redis_settings(url: str | None) -> RedisSettings:
+    """The Redis settings: ``--redis`` over ``FLOXIDE_REDIS_URL`` over the default."""
+    from floxide.redis import RedisSettings
+
+    settings = load_settings(RedisSettings, {"url": ("--redis", url)})
+    source = "--redis" if url is not None else "FLOXIDE_REDIS_URL"
+    if not settings.url.startswith(("redis://", "rediss://", "unix://")):
+        raise CliError(
+            f"bad {source}: a Redis URL starts with redis://, rediss:// (TLS) or unix:// "
+            f"(got {settings.url!r})"
+        )
+    return settings
+
+
+def namespace_setting(namespace: str | None) -> str:
+    """The namespace: ``--namespace`` over ``FLOXIDE_NAMESPACE`` over ``default``."""
+    return load_settings(NamespaceSettings, {"namespace": ("--namespace", namespace)}).namespace
+
+
+# -- connecting -------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """An open connection to Redis in one namespace."""
+
+    client: Redis
+    namespace: str
+    index: RunIndex
+
+    def backend(self, workflow: str, *, context_type: type[BaseModel] | None = None) -> RedisBackend:
+        """The backend of one workflow (without a context type: enough to watch and steer runs)."""
+        from floxide.redis import RedisBackend
+
+        return RedisBackend(self.client, workflow, namespace=self.namespace, context_type=context_type)
+
+    async def locate(self, run_id: str, workflow: str | None) -> RedisBackend:
+        """The backend of the workflow ``run_id`` belongs to (``workflow`` if given)."""
+        if workflow is None:
+            workflow = await self.index.locate(run_id)
+        return self.backend(workflow)
+
+    async def workflows(self, only: str | None = None) -> list[str]:
+        """The namespace's workflows, or just ``only``."""
+        return [only] if only is not None else await self.index.workflows()
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: RedisSettings, namespace: str, *, block: float = 0.0) -> AsyncIterator[Session]:
+    """A :class:`Session`; Redis must answer a PING first."""
+    from floxide.redis.index import RunIndex
+
+    client = settings.client(block=block)
+    try:
+        index = RunIndex(client, namespace)
+        await index.ping(safe_url(settings.url))
+        yield Session(client, namespace, index)
+    finally:
+        await client.aclose()
+
+
+def safe_url(url: str) -> str:
+    """``url`` without a password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user + ':***' if user else '***'}@{host}"
+
+
+# -- output and errors ------------------------------------------------------------------------
+
+
+def _say_error(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (FloxideError, CliError)):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _fail(exc: BaseException, *, code: int, verbose: bool, hint: str = "") -> NoReturn:
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    elif not isinstance(exc, (FloxideError, CliError)):
+        hint = hint or "run with --verbose for the traceback"
+    message = _one_line(exc)
+    _say_error(f"{message} ({hint})" if hint else message)
+    raise typer.Exit(code)
+
+
+def _run(coroutine: Coroutine[Any, Any, T], *, verbose: bool, started: list[str] | None = None) -> T:
+    """Run ``coroutine``; report its error as one line with the right exit status.
+
+    ``started`` receives the id of a run the coroutine started: an interruption then says
+    how to follow it.
+    """
+    hint = ""
+    try:
+        return asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        if started:
+            hint = f" (the run continues: floxide status {started[0]})"
+        _say_error(f"interrupted{hint}")
+        raise typer.Exit(130) from None
+    except CliError as exc:
+        _fail(exc, code=exc.code, verbose=verbose)
+    except (NotStarted, InputError) as exc:
+        _fail(exc, code=2, verbose=verbose)
+    except Exception as exc:
+        _fail(exc, code=1, verbose=verbose)
+
+
+def _settings(redis: str | None, namespace: str | None, verbose: bool) -> tuple[RedisSettings, str]:
+    try:
+        return redis_settings(redis), namespace_setting(namespace)
+    except CliError as exc:
+        _fail(exc, code=exc.code, verbose=verbose)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(to_jsonable_python(value, fallback=repr), ensure_ascii=False)
+
+
+def _emit(data: Any, *, as_json: bool, render: Callable[[], RenderableType | str]) -> None:
+    """JSON when asked or when stdout is not a terminal; else ``render()`` with rich."""
+    if as_json or not sys.stdout.isatty():
+        sys.stdout.write(_json(data) + "\n")
+        return
+    Console(highlight=False).print(render())
+
+
+def _ago(moment: datetime | None, now: datetime | None = None) -> str:
+    if moment is None:
+        return "-"
+    return _span((now or datetime.now(UTC)) - moment)
+
+
+def _span(delta: timedelta) -> str:
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
+
+
+def _duration(info: RunInfo) -> str:
+    if info.started_at is None:
+        return "-"
+    return _span((info.finished_at or datetime.now(UTC)) - info.started_at)
+
+
+def _run_row(info: RunInfo) -> dict[str, Any]:
+    return {
+        "run_id": info.run_id,
+        "workflow": info.workflow,
+        "status": info.status.value,
+        "progress": f"{info.items_done}/{info.items_total}",
+        "created_at": info.created_at,
+        "started_at": info.started_at,
+        "finished_at": info.finished_at,
+        "error": info.error,
+    }
+
+
+def _status_data(namespace: str, info: RunInfo, metrics: RunMetrics) -> dict[str, Any]:
+    data = {"namespace": namespace, **_run_row(info)}
+    data["items_done"], data["items_total"] = info.items_done, info.items_total
+    if info.has_output:
+        data["output"] = info.output
+    data["retries"] = metrics.retries
+    data["nodes"] = {
+        name: {**m.model_dump(), "pending": m.pending, "seconds": round(m.seconds, 6)}
+        for name, m in sorted(metrics.nodes.items())
+    }
+    return data
+
+
+def _status_view(data: dict[str, Any], info: RunInfo) -> RenderableType:
+    table = Table(title=f"run {info.run_id} ({info.workflow})", title_justify="left", show_edge=False)
+    for column in ("NODE", "CREATED", "DONE", "FAILED", "RETRIES", "PENDING", "SECONDS"):
+        table.add_column(column, justify="left" if column == "NODE" else "right")
+    for name, m in data["nodes"].items():
+        table.add_row(
+            name,
+            *(str(m[k]) for k in ("created", "completed", "failed", "retries", "pending")),
+            f"{m['seconds']:.3f}",
+        )
+    lines = [
+        f"status:   {info.status.value}",
+        f"progress: {data['progress']} items",
+        f"created:  {info.created_at:%Y-%m-%d %H:%M:%S} ({_ago(info.created_at)} ago)",
+        f"started:  {info.started_at:%Y-%m-%d %H:%M:%S}" if info.started_at else "started:  -",
+        f"finished: {info.finished_at:%Y-%m-%d %H:%M:%S} (took {_duration(info)})"
+        if info.finished_at
+        else "finished: -",
+    ]
+    if info.has_output:
+        lines.append(f"output:   {_json(info.output)}")
+    if info.error:
+        lines.append(f"error:    {info.error}")
+    grid = Table.grid()
+    grid.add_row("\n".join(lines))
+    grid.add_row("")
+    grid.add_row(table)
+    return grid
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+RunArg = Annotated[str, typer.Argument(help="The run's id.")]
+RedisOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        help="Redis URL; rediss:// for TLS. (env FLOXIDE_REDIS_URL; default redis://localhost:6379/0)",
+        show_default=False,
+    ),
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Key namespace. (env FLOXIDE_NAMESPACE; default default)",
+        show_default=False,
+    ),
+]
+WorkflowOpt = Annotated[
+    str | None,
+    typer.Option("--workflow", "-w", help="The run's workflow (default: looked up from the run id)."),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON (the default when stdout is not a terminal).")
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")]
+
+
+def submit(
+    target: Annotated[str, typer.Argument(help="path/to/file.py:attr or package.module:attr (a Workflow).")],
+    input: Annotated[
+        str | None, typer.Option("--input", "-i", help="The input as JSON, @file.json or @-.")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="The run's id (default: a new one).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run; print its output as JSON.")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, help="With --wait: give up waiting after this many seconds."),
+    ] = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    verbose: Verbose = False,
+) -> None:
+    """Start a run for the workers of its workflow; print its id (with --wait: its output)."""
+    workflow = _load(target, verbose)
+    settings, ns = _settings(redis, namespace, verbose)
+    value = _input(workflow, input, verbose)
+
+    started: list[str] = []
+
+    async def go() -> RunInfo | None:
+        from floxide.distributed.orchestrator import DistributedOrchestrator
+
+        async with connect(settings, ns) as session:
+            backend = session.backend(workflow.name, context_type=workflow.context_type)
+            orchestrator = DistributedOrchestrator(workflow, cast("Backend", backend))
+            started.append(await orchestrator.start_run(value, run_id=run_id))
+            if not wait:
+                return None
+            sys.stderr.write(f"floxide: submitted run {started[0]}\n")
+            return await orchestrator.wait_for_completion(started[0], timeout=timeout)
+
+    info = _run(go(), verbose=verbose, started=started)
+    if info is None:
+        sys.stdout.write(f"{started[0]}\n")
+        return
+    _finish(info, all_outputs=False, outputs=[])
+
+
+def _finish(info: RunInfo, *, all_outputs: bool, outputs: list[Any]) -> None:
+    if info.status is RunStatus.COMPLETED:
+        sys.stdout.write(_json(outputs if all_outputs else info.output) + "\n")
+        return
+    reason = f": {info.error}" if info.error else ""
+    _say_error(f"run {info.run_id} {info.status.value.lower()}{reason}")
+    raise typer.Exit(1)
+
+
+def status(
+    run: RunArg,
+    workflow: WorkflowOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """Show a run: status, progress, times, output or error, and per-node counts."""
+    settings, ns = _settings(redis, namespace, verbose)
+
+    async def go() -> tuple[RunInfo, RunMetrics]:
+        async with connect(settings, ns) as session:
+            backend = await session.locate(run, workflow)
+            info = await backend.runs.get(run)
+            if info is None:
+                raise NotStarted(
+                    f"run '{run}' does not exist in workflow '{backend.workflow}' (or has expired)"
+                )
+            return info, await backend.metrics.get(run)
+
+    info, metrics = _run(go(), verbose=verbose)
+    data = _status_data(ns, info, metrics)
+    _emit(data, as_json=as_json, render=lambda: _status_view(data, info))
+
+
+def runs(
+    status: Annotated[
+        RunStatus | None,
+        typer.Option("--status", "-s", case_sensitive=False, help="Only runs in this status."),
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only this workflow's runs.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 100,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """List runs of the namespace, newest first."""
+    settings, ns = _settings(redis, namespace, verbose)
+
+    async def go() -> list[RunInfo]:
+        async with connect(settings, ns) as session:
+            found: list[RunInfo] = []
+            for name in await session.workflows(workflow):
+                found += await session.backend(name).runs.list(status, limit=limit)
+            return sorted(found, key=lambda i: i.created_at, reverse=True)[:limit]
+
+    infos = _run(go(), verbose=verbose)
+
+    def render() -> RenderableType:
+        table = Table(show_edge=False)
+        table.add_column("RUN", no_wrap=True, min_width=max((len(i.run_id) for i in infos), default=3))
+        for column in ("WORKFLOW", "STATUS", "PROGRESS", "AGE", "DURATION"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("MESSAGE", overflow="fold")
+        for i in infos:
+            table.add_row(
+                i.run_id,
+                i.workflow,
+                i.status.value,
+                f"{i.items_done}/{i.items_total}",
+                _ago(i.created_at),
+                _duration(i),
+                (i.error or "")[:80],
+            )
+        return table if infos else "no runs"
+
+    _emit([_run_row(i) for i in infos], as_json=as_json, render=render)
+
+
+async def _control(backend: RedisBackend, run_id: str, action: str, *, interrupt: bool = True) -> RunStatus:
+    """Pause, resume, cancel or retry a run, with the orchestrator's rules."""
+    info = await backend.runs.get(run_id)
+    if info is None:
+        raise NotStarted(f"run '{run_id}' does not exist (or has expired)")
+    if action == "resume" and info.status is RunStatus.FAILED:
+        raise FloxideError(
+            f"run '{run_id}' failed; use 'floxide retry {run_id}' to run it again from where it failed"
+        )
+    if action == "retry" and info.status is not RunStatus.FAILED:
+        raise FloxideError(f"run '{run_id}' is {info.status.value}; only a Failed run can be retried")
+    target = {
+        "pause": RunStatus.PAUSED,
+        "resume": RunStatus.RUNNING,
+        "retry": RunStatus.RUNNING,
+        "cancel": RunStatus.CANCELLED,
+    }[action]
+    extra: dict[str, Any] = {"reason": "cancelled", "interrupt": interrupt} if action == "cancel" else {}
+    current = await backend.set_status(run_id, target, **extra)
+    if current is None:
+        raise NotStarted(f"run '{run_id}' does not exist (or has expired)")
+    if current is not target:
+        raise AlreadyCompleted(f"run '{run_id}' is {current.value}; it cannot become {target.value}")
+    return current
+
+
+def _steer(
+    action: str,
+    run: str,
+    workflow: str | None,
+    redis: str | None,
+    namespace: str | None,
+    *,
+    as_json: bool,
+    verbose: bool,
+    interrupt: bool = True,
+) -> None:
+    settings, ns = _settings(redis, namespace, verbose)
+
+    async def go() -> RunStatus:
+        async with connect(settings, ns) as session:
+            return await _control(await session.locate(run, workflow), run, action, interrupt=interrupt)
+
+    now = _run(go(), verbose=verbose)
+    _emit({"run_id": run, "status": now.value}, as_json=as_json, render=lambda: f"run {run}: {now.value}")
+
+
+def pause(
+    run: RunArg,
+    workflow: WorkflowOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """Hold a run: its items wait unprocessed until resume (running steps finish)."""
+    _steer("pause", run, workflow, redis, namespace, as_json=as_json, verbose=verbose)
+
+
+def resume(
+    run: Annotated[
+        str,
+        typer.Argument(metavar="RUN", help="The run's id (with --checkpoint: the TARGET of a local run)."),
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint", help="A local run: the directory it was checkpointed in (needs --run-id)."
+        ),
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="A local run: the id of the run.")] = None,
+    workflow: WorkflowOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """Continue a paused run (or, with --checkpoint, a checkpointed local run: TARGET --run-id ID)."""
+    if checkpoint is not None or run_id is not None:
+        if checkpoint is None or run_id is None:
+            _fail(
+                CliError("a local run is resumed with both --checkpoint and --run-id"),
+                code=2,
+                verbose=verbose,
+            )
+        local.resume(target=run, checkpoint=checkpoint, run_id=run_id, verbose=verbose)
+        return
+    _steer("resume", run, workflow, redis, namespace, as_json=as_json, verbose=verbose)
+
+
+def cancel(
+    run: RunArg,
+    no_interrupt: Annotated[
+        bool, typer.Option("--no-interrupt", help="Let running steps finish (their results are dropped).")
+    ] = False,
+    workflow: WorkflowOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """Cancel a run: its queued items are dropped and its running steps cancelled."""
+    _steer(
+        "cancel",
+        run,
+        workflow,
+        redis,
+        namespace,
+        as_json=as_json,
+        verbose=verbose,
+        interrupt=not no_interrupt,
+    )
+
+
+def retry(
+    run: RunArg,
+    workflow: WorkflowOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run a Failed run again from where it failed (its failed items are queued again)."""
+    _steer("retry", run, workflow, redis, namespace, as_json=as_json, verbose=verbose)
+
+
+def errors(
+    run: RunArg,
+    workflow: WorkflowOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """List a run's failures, oldest first (JSON includes the tracebacks)."""
+    settings, ns = _settings(redis, namespace, verbose)
+
+    async def go() -> list[dict[str, Any]]:
+        async with connect(settings, ns) as session:
+            backend = await session.locate(run, workflow)
+            return [e.model_dump(mode="json") for e in await backend.errors.list(run)]
+
+    records = _run(go(), verbose=verbose)
+
+    def render() -> RenderableType:
+        table = Table(show_edge=False)
+        for column in ("TIME", "NODE", "ITEM", "ATTEMPT", "ERROR", "FINAL"):
+            table.add_column(column, overflow="fold" if column == "ERROR" else "ellipsis")
+        for r in records:
+            table.add_row(
+                r["timestamp"][11:19],
+                r["node"],
+                r["item_id"],
+                str(r["attempt"]),
+                f"{r['error_type']}: {r['message']}",
+                "yes" if r["permanent"] else "",
+            )
+        return table if records else f"run {run} has no errors"
+
+    _emit(records, as_json=as_json, render=render)
+
+
+def workers(
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only this workflow's workers.")
+    ] = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
+) -> None:
+    """List the live workers of the namespace (those with a recent heartbeat)."""
+    settings, ns = _settings(redis, namespace, verbose)
+
+    async def go() -> list[dict[str, Any]]:
+        async with connect(settings, ns) as session:
+            found = []
+            for name in await session.workflows(workflow):
+                found += [h.model_dump(mode="json") for h in await session.backend(name).liveness.list()]
+            return found
+
+    found = _run(go(), verbose=verbose)
+    now = datetime.now(UTC)
+
+    def render() -> RenderableType:
+        table = Table(show_edge=False)
+        for column in ("WORKER", "WORKFLOW", "STATUS", "IN FLIGHT", "PROCESSED", "ERRORS", "UP", "SEEN"):
+            table.add_column(column)
+        for h in found:
+            table.add_row(
+                h["worker_id"],
+                h["workflow"],
+                h["status"],
+                f"{len(h['in_flight'])}/{h['concurrency']}",
+                str(h["processed"]),
+                str(h["errors"]),
+                _ago(datetime.fromisoformat(h["started_at"]), now),
+                f"{_ago(datetime.fromisoformat(h['last_heartbeat']), now)} ago",
+            )
+        return table if found else "no live workers"
+
+    _emit(found, as_json=as_json, render=render)
+
+
+# -- floxide run --redis: a distributed run on local worker processes ---------------------------
+
+
+def run_distributed(
+    *,
+    target: str,
+    input: str | None,
+    run_id: str | None,
+    redis: str | None,
+    workers: int | None,
+    all_outputs: bool = False,
+    verbose: bool = False,
+) -> None:
+    """``floxide run TARGET --redis URL --workers N``: run on N local worker processes, print the output.
+
+    The workers are ``python -m floxide_worker TARGET`` (no HTTP server), stopped with
+    SIGTERM once the run is over; they join any other worker of the workflow in the namespace.
+    """
+    workflow = _load(target, verbose)
+    settings, ns = _settings(redis, None, verbose)
+    count = 1 if workers is None else workers
+    if count < 0:
+        _fail(CliError(f"bad --workers: must be 0 or more (got {count})"), code=2, verbose=verbose)
+    value = _input(workflow, input, verbose)
+    reporter = ProgressReporter(workflow.name)
+    started: list[str] = []
+
+    async def go() -> tuple[RunInfo, list[Any]]:
+        from floxide.distributed.orchestrator import DistributedOrchestrator
+
+        async with connect(settings, ns) as session:
+            backend = session.backend(workflow.name, context_type=workflow.context_type)
+            orchestrator = DistributedOrchestrator(workflow, cast("Backend", backend))
+            processes = _spawn_workers(target, settings.url, ns, count, verbose=verbose)
+            try:
+                started.append(await orchestrator.start_run(value, run_id=run_id))
+                while True:
+                    info = await orchestrator.run(started[0])
+                    reporter.update(Progress(info.items_done, info.items_total - info.items_done, 0))
+                    if info.status.finished:
+                        return info, await orchestrator.outputs(started[0])
+                    if processes and all(p.poll() is not None for p in processes):
+                        codes = sorted({p.returncode for p in processes})
+                        raise CliError(
+                            f"the worker processes exited (status {codes}) before the run finished", code=1
+                        )
+                    await asyncio.sleep(0.1)
+            finally:
+                await asyncio.get_running_loop().run_in_executor(None, _stop_workers, processes)
+
+    with reporter:
+        info, outputs = _run(go(), verbose=verbose, started=started)
+    _finish(info, all_outputs=all_outputs, outputs=outputs)
+
+
+def _spawn_workers(
+    target: str, url: str, namespace: str, count: int, *, verbose: bool
+) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "FLOXIDE_REDIS_URL": url, "FLOXIDE_NAMESPACE": namespace}  # no password on argv
+    command = [
+        sys.executable,
+        "-m",
+        "floxide_worker",
+        target,
+        "--http-port",
+        "0",
+        "--log-level",
+        "INFO" if verbose else "WARNING",
+    ]
+    return [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL) for _ in range(count)]
+
+
+def _stop_workers(processes: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _load(target: str, verbose: bool) -> Workflow[Any, Any]:
+    try:
+        return load_workflow(target)
+    except CliError as exc:
+        _fail(exc, code=exc.code, verbose=verbose)
+
+
+def _input(workflow: Workflow[Any, Any], text: str | None, verbose: bool) -> Any:
+    try:
+        return workflow.validate_input(read_input(text))
+    except CliError as exc:
+        _fail(exc, code=exc.code, verbose=verbose)
+    except InputError as exc:
+        _fail(CliError(f"bad --input: {exc}"), code=2, verbose=verbose)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the distributed commands to ``app`` (see :data:`floxide.cli.EXTENSIONS`).
+
+    ``resume`` replaces the local command of that name: it resumes a distributed run by
+    id, and still a checkpointed local run when given ``--checkpoint`` (calling it).
+    """
+    app.registered_commands = [
+        c for c in app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) != "resume"
+    ]
+    for command in (submit, status, runs, pause, resume, cancel, retry, errors, workers):
+        app.command(command.__name__)(command)
