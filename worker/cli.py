@@ -1,0 +1,135 @@
+"""``floxide worker TARGET`` and ``python -m floxide_worker TARGET``: the worker process's command line.
+
+Every option falls back to an environment variable (see :mod:`floxide_worker.settings`),
+read once, here. Exit status: 0 after a drain (SIGTERM/SIGINT), 1 if the worker failed,
+2 for a bad setting or target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from floxide.cli import CliError, load_workflow
+
+__all__ = ["app", "main", "register", "worker"]
+
+
+def worker(
+    target: Annotated[str, typer.Argument(help="package.module:attr or path/to/file.py:attr (a Workflow).")],
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis", help="Redis URL; rediss:// for TLS. (env FLOXIDE_REDIS_URL)", show_default=False
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Key namespace. (env FLOXIDE_NAMESPACE; default default)",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Steps run at once. (env FLOXIDE_WORKER_CONCURRENCY; default 4)", show_default=False
+        ),
+    ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            help="Port of /metrics, /healthz, /readyz; 0: none. (env FLOXIDE_WORKER_HTTP_PORT; default 9090)",
+            show_default=False,
+        ),
+    ] = None,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            "--lease",
+            help="Seconds a claim lasts unrenewed. (env FLOXIDE_WORKER_LEASE_SECONDS; default 30)",
+            show_default=False,
+        ),
+    ] = None,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-seconds",
+            help="Seconds in-flight steps get after SIGTERM. (env FLOXIDE_WORKER_DRAIN_SECONDS; default 25)",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format", help="json or text. (env FLOXIDE_LOG_FORMAT; default text)", show_default=False
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="DEBUG ... CRITICAL. (env FLOXIDE_LOG_LEVEL; default INFO)",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks of start-up errors.")
+    ] = False,
+) -> None:
+    """Run a workflow's worker: claim its work items from Redis and run them until SIGTERM."""
+    try:
+        from floxide_worker import settings as settings_module
+
+        settings = settings_module.load(
+            redis=redis, namespace=namespace, concurrency=concurrency, http_port=http_port, lease=lease,
+            drain_seconds=drain_seconds, log_format=log_format, log_level=log_level,
+        )  # fmt: skip
+        workflow = load_workflow(target)
+    except CliError as exc:
+        if verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
+        raise typer.Exit(exc.code) from None
+    except ImportError as exc:  # the [redis] extra is missing
+        sys.stderr.write(f"error: the worker needs floxide[redis] ({exc})\n")
+        raise typer.Exit(2) from None
+    from floxide_worker.logs import configure
+    from floxide_worker.process import WorkerProcess
+
+    process = WorkerProcess(workflow, settings)
+    configure(
+        format=settings.logging.format, level=settings.logging.level_number, worker_id=process.worker_id
+    )
+    raise typer.Exit(asyncio.run(process.run()))
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.command()(worker)
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``floxide worker`` (see :data:`floxide.cli.EXTENSIONS`)."""
+    root.command("worker")(worker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m floxide_worker``: returns the exit status."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="python -m floxide_worker", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except Exception as exc:  # usage errors (click): one line
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        sys.stderr.write(f"error: {message} (see 'python -m floxide_worker --help')\n")
+        return int(getattr(exc, "exit_code", 2))
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,94 @@
+"""Prometheus metrics of the worker process, kept by a :class:`~floxide.distributed.WorkerHooks`.
+
+=================================  =========  ======================  ========================================
+name                               type       labels                  meaning
+=================================  =========  ======================  ========================================
+``floxide_work_items_total``       counter    workflow, node, result  items this worker finished, by result
+``floxide_step_duration_seconds``  histogram  workflow, node          seconds from claim to result (steps run)
+``floxide_steps_in_progress``      gauge      workflow                steps running now
+``floxide_retries_total``          counter    workflow, node          failed attempts scheduled for a retry
+``floxide_dead_lettered_total``    counter    workflow, node          items that failed for good
+``floxide_queue_lag``              gauge      workflow                items not yet delivered, retries waiting
+``floxide_queue_pending``          gauge      workflow                items delivered, not yet acknowledged
+=================================  =========  ======================  ========================================
+
+``result`` is ``committed``, ``duplicate``, ``retrying``, ``failed``, ``parked``,
+``dropped`` or ``cancelled``. Labels stay few and bounded: never a run id or an item id.
+The metrics live in a registry of their own (no global state); the process collector adds
+the usual ``process_*`` metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+
+from floxide.distributed.execution import StepResult
+from floxide.distributed.models import Claim
+from floxide.distributed.worker import WorkerHooks
+
+__all__ = ["BUCKETS", "PrometheusHooks"]
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+"""Step duration buckets (seconds): from milliseconds to an hour."""
+
+_RAN = frozenset({"committed", "duplicate", "retrying", "failed", "cancelled"})
+
+
+class PrometheusHooks(WorkerHooks):
+    """Counts the worker's items for ``workflow`` in :attr:`registry`."""
+
+    def __init__(self, workflow: str, *, registry: CollectorRegistry | None = None) -> None:
+        self.workflow = workflow
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.items = Counter(
+            "floxide_work_items_total",
+            "Work items finished by this worker.",
+            ["workflow", "node", "result"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "floxide_step_duration_seconds",
+            "Seconds from claim to result.",
+            ["workflow", "node"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.in_progress = Gauge("floxide_steps_in_progress", "Steps running now.", ["workflow"], registry=r)
+        self.retries = Counter(
+            "floxide_retries_total", "Attempts scheduled for a retry.", ["workflow", "node"], registry=r
+        )
+        self.dead = Counter(
+            "floxide_dead_lettered_total", "Items that failed for good.", ["workflow", "node"], registry=r
+        )
+        self.lag = Gauge(
+            "floxide_queue_lag", "Items not yet delivered (and delayed retries).", ["workflow"], registry=r
+        )
+        self.pending = Gauge(
+            "floxide_queue_pending", "Items delivered, not yet acknowledged.", ["workflow"], registry=r
+        )
+        ProcessCollector(registry=r)
+        self._running: set[str] = set()
+        self.in_progress.labels(workflow).set_function(lambda: len(self._running))
+
+    def on_claim(self, claim: Claim) -> None:
+        self._running.add(claim.delivery)
+
+    def on_result(self, claim: Claim, result: StepResult, seconds: float) -> None:
+        self._running.discard(claim.delivery)
+        node = claim.item.node
+        self.items.labels(self.workflow, node, result).inc()
+        if result in _RAN:
+            self.duration.labels(self.workflow, node).observe(seconds)
+        if result == "retrying":
+            self.retries.labels(self.workflow, node).inc()
+        elif result == "failed":
+            self.dead.labels(self.workflow, node).inc()
+
+    def on_backlog(self, lag: int, pending: int) -> None:
+        self.lag.labels(self.workflow).set(lag)
+        self.pending.labels(self.workflow).set(pending)
+
+    def exposition(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        return generate_latest(self.registry)
