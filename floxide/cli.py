@@ -69,7 +69,7 @@ app = typer.Typer(
 # ``main()`` imports each one and calls ``register`` before parsing the command line; a
 # module whose optional dependencies are not installed (an extra) is skipped.
 
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("floxide.cli_distributed", "floxide_worker.cli")
 """Import paths of the modules that register more commands on :data:`app`."""
 
 _registered: set[str] = set()
@@ -397,13 +397,40 @@ def run(
     all_outputs: Annotated[
         bool, typer.Option("--all", help="Print every terminal output (a JSON list), not only the first.")
     ] = False,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis", help="Run on Redis workers at this URL instead of in this process.", show_default=False
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", help="With --redis: worker processes to start here (default 1).", show_default=False
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run a workflow locally and print its output as JSON.
 
     With --checkpoint the state is saved after every step: a failed run can be resumed.
-    Running a completed run id again prints its recorded output.
+    Running a completed run id again prints its recorded output. With --redis the run is
+    distributed over --workers local worker processes (see 'floxide submit').
     """
+    if redis is not None or workers is not None:
+        if checkpoint is not None:
+            _fail(
+                CliError("--checkpoint is for local runs (a run on Redis is durable)"),
+                code=2,
+                verbose=verbose,
+            )
+        from floxide.cli_distributed import run_distributed
+
+        run_distributed(
+            target=target, input=input, run_id=run_id, redis=redis, workers=workers,
+            all_outputs=all_outputs, verbose=verbose,
+        )  # fmt: skip
+        return
     workflow = _load(target, verbose)
     run_id = run_id or uuid.uuid4().hex[:12]
     try:
