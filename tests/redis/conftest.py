@@ -8,8 +8,8 @@
 * ``make_backend``: parametrized ``memory`` / ``redis``: a factory of backends, so the same
   store and queue tests check :class:`InMemoryBackend` and :class:`RedisBackend` alike.
 * ``workers``: starts real worker processes (``python -m floxide_worker TARGET --redis URL
-  --namespace NS --concurrency N --http-port 0 --lease S``) and stops them at the end
-  (SIGTERM, then SIGKILL after a timeout). A failing test's report shows their logs.
+  --namespace NS --concurrency N --http-port 0 --lease S --drain-seconds D``) and stops them
+  at the end (SIGTERM, then SIGKILL after a timeout). A failing test's report shows their logs.
 * Without ``redis-server``, these tests are skipped locally but FAIL when ``CI=true``.
 """
 
@@ -41,8 +41,6 @@ REDIS_SERVER = shutil.which("redis-server")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 NAMESPACE = "tests"
 WORKER_MODULE = "floxide_worker"
-LAUNCHER = Path(__file__).with_name("worker_launcher.py")
-"""Stands in for ``python -m floxide_worker`` until ``worker/__main__.py`` exists."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -234,12 +232,14 @@ class Workers:
         self.started: list[WorkerProcess] = []
 
     @staticmethod
-    def command(target: str, *, url: str, namespace: str, concurrency: int, lease: float) -> list[str]:
-        """The worker command line (the same options as ``floxide worker``)."""
-        program = ["-m", WORKER_MODULE] if (ROOT / "worker" / "__main__.py").exists() else [str(LAUNCHER)]
+    def command(
+        target: str, *, url: str, namespace: str, concurrency: int, lease: float, drain: float = 5.0
+    ) -> list[str]:
+        """The worker command line: ``python -m floxide_worker`` (the same as ``floxide worker``)."""
         return [
-            sys.executable, *program, target, "--redis", url, "--namespace", namespace,
+            sys.executable, "-m", WORKER_MODULE, target, "--redis", url, "--namespace", namespace,
             "--concurrency", str(concurrency), "--http-port", "0", "--lease", f"{lease:g}",
+            "--drain-seconds", f"{drain:g}",
         ]  # fmt: skip
 
     async def start(
