@@ -110,10 +110,16 @@ class RedisBackend:
         return self.keys.run(run_id)
 
     async def all_run_keys(self, run_id: str) -> list[str]:
-        """Every key of the run (its list/set/dict context keys are recorded in the run hash)."""
+        """Every key of the run: its list/set/dict context keys are recorded in the run hash,
+        the join inboxes are those of its open frames (a frame opened by a commit running
+        meanwhile is missed here, but that commit expires what it writes if the run finished)."""
         keys = self.run_keys(run_id)
-        recorded = await self.client.hget(keys.info, "ctx_keys")
-        return [*keys.fixed(), *(json.loads(recorded) if recorded else [])]
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.info, "ctx_keys")
+            pipe.hkeys(keys.frames)
+            recorded, frames = await pipe.execute()
+        inboxes = [keys.inbox(frame) for frame in frames]
+        return [*keys.fixed(), *(json.loads(recorded) if recorded else []), *inboxes]
 
     def _context_keys(self, keys: RunKeys) -> str:
         return json.dumps([key for _, _, key in self.layout.separate_keys(keys)])
@@ -247,7 +253,15 @@ class RedisBackend:
         keys = self.run_keys(item.run_id)
         following = item.model_copy(update={"attempt": item.attempt + 1})
         await self.scripts.retry(
-            keys=[self.keys.stream, self.keys.delayed, keys.items, keys.metrics, keys.errors, keys.done],
+            keys=[
+                self.keys.stream,
+                self.keys.delayed,
+                keys.items,
+                keys.metrics,
+                keys.errors,
+                keys.done,
+                keys.info,
+            ],
             args=[
                 GROUP,
                 claim.delivery,
@@ -299,7 +313,7 @@ class RedisBackend:
         item = claim.item
         keys = self.run_keys(item.run_id)
         await self.scripts.aside(
-            keys=[self.keys.stream, keys.parked, keys.items, keys.done],
+            keys=[self.keys.stream, keys.parked, keys.items, keys.done, keys.info],
             args=[
                 GROUP,
                 claim.delivery,

@@ -198,4 +198,10 @@ if run_done and (active or status == 'Paused') then
   for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
   return 'finished'
 end
+-- a late commit of a run that finished meanwhile (its keys already expire): what it wrote
+-- expires with the run hash
+local left = redis.call('TTL', KEYS[2])
+if left > 0 then
+  for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], left) end
+end
 return 'ok'

@@ -1,7 +1,8 @@
 -- fail.lua: an item failed for good: record and dead-letter it, keep it for a retry, fail the run.
 --
 -- KEYS[1] stream  KEYS[2] run  KEYS[3] items  KEYS[4] metrics  KEYS[5] errors  KEYS[6] failed (hash)
--- KEYS[7] dead (dead-letter stream)  KEYS[8] done  KEYS[9 ..] every key of the run (expired with it)
+-- KEYS[7] dead (dead-letter stream)  KEYS[8] done  KEYS[9 ..] every key of the run (expired with it;
+-- if the run had finished already, they expire with its run hash)
 -- ARGV: group, delivery, item_id, node, attempt, item JSON (attempt reset to 1), error JSON,
 --       run error message, now (ISO), max errors kept, ttl seconds, dead-letter maxlen, run_id
 
@@ -18,5 +19,10 @@ local status = redis.call('HGET', KEYS[2], 'status')
 if status == 'Running' or status == 'Pending' or status == 'Paused' then
   redis.call('HSET', KEYS[2], 'status', 'Failed', 'finished_at', ARGV[9], 'error', ARGV[8])
   for i = 9, #KEYS do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[11])) end
+else
+  local left = redis.call('TTL', KEYS[2])
+  if left > 0 then
+    for i = 9, #KEYS do redis.call('EXPIRE', KEYS[i], left) end
+  end
 end
 return 1

@@ -2,6 +2,7 @@
 --
 -- KEYS[1] stream   KEYS[2] delayed (zset: item JSON by due time, ms)   KEYS[3] items
 -- KEYS[4] metrics  KEYS[5] errors (list)                               KEYS[6] done
+-- KEYS[7] run: if the run has finished (its keys expire), what this writes expires with it
 -- ARGV: group, delivery, due (ms), next item JSON, item_id, node, next attempt, error JSON, max errors kept
 
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -12,4 +13,8 @@ redis.call('HSET', KEYS[3], ARGV[5],
 redis.call('HINCRBY', KEYS[4], ARGV[6] .. ':retries', 1)
 redis.call('RPUSH', KEYS[5], ARGV[8])
 redis.call('LTRIM', KEYS[5], -tonumber(ARGV[9]), -1)
+local left = redis.call('TTL', KEYS[7])
+if left > 0 then
+  for i = 3, 6 do redis.call('EXPIRE', KEYS[i], left) end
+end
 return 1
