@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
@@ -35,11 +37,22 @@ class RedisSettings(BaseSettings):
             "retry_on_timeout": False,
             "decode_responses": True,
         }
+        url = self.url
         if self.password is not None:
             options["password"] = self.password.get_secret_value()
+            url = _without_password(url)  # redis-py lets a password in the URL win over the option
         if self.url.startswith("rediss://"):
             if self.tls_ca_file:
                 options["ssl_ca_certs"] = self.tls_ca_file
             if self.tls_insecure:
                 options["ssl_cert_reqs"] = "none"
-        return Redis.from_url(self.url, **options)  # type: ignore[arg-type]
+        return Redis.from_url(url, **options)  # type: ignore[arg-type]
+
+
+def _without_password(url: str) -> str:
+    """``url`` with no password in it (a user name stays)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
