@@ -492,7 +492,7 @@ async def _unacknowledged(client: Redis, key: str) -> list[tuple[str, dict[str, 
     """The stream's entries not acknowledged yet: claimed ones (in the group's pending list),
     then those not delivered yet. Acknowledged entries stay in the stream until it is trimmed."""
     try:
-        groups = cast(list[dict[str, Any]], await client.xinfo_groups(key))
+        groups: list[dict[str, Any]] = await client.xinfo_groups(key)
     except ResponseError:  # no stream yet
         return []
     group = next((g for g in groups if g["name"] == GROUP), None)
