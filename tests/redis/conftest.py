@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -74,12 +75,20 @@ def free_port() -> int:
 class RedisServer:
     """A private ``redis-server`` process in ``directory``; restartable on the same port."""
 
-    def __init__(self, directory: Path, *, args: Sequence[str] = (), password: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        args: Sequence[str] = (),
+        password: str | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
         self.executable = require_redis_server()
         self.directory = directory
         self.port = free_port()
         self.args = list(args)
         self.password = password
+        self.client_options = client_options or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / "redis.log"
 
@@ -131,7 +140,12 @@ class RedisServer:
 
     def sync_client(self) -> sync_redis.Redis:
         return sync_redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, decode_responses=True, socket_timeout=5
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=5,
+            **self.client_options,
         )
 
     def flushall(self) -> None:
@@ -253,19 +267,26 @@ class Workers:
         namespace: str = NAMESPACE,
         ready: bool = True,
         timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+        client: Callable[[], Redis] | None = None,
     ) -> list[WorkerProcess]:
-        """Start ``count`` workers of ``target``; with ``ready``, wait for their heartbeats."""
+        """Start ``count`` workers of ``target``; with ``ready``, wait for their heartbeats.
+
+        ``env`` adds environment variables; ``client`` makes the client that watches for the
+        heartbeats (default: one for ``url``).
+        """
         url = url or self.default_url()
         command = self.command(target, url=url, namespace=namespace, concurrency=concurrency, lease=lease)
-        new = [self.spawn(command) for _ in range(count)]
+        new = [self.spawn(command, env) for _ in range(count)]
         if ready:
             name = load_workflow(target).name
-            await self.wait_ready(KeySpace(namespace, name), url, [w.pid for w in new], timeout=timeout)
+            watcher = client() if client is not None else Redis.from_url(url, decode_responses=True)
+            await self.wait_ready(KeySpace(namespace, name), watcher, [w.pid for w in new], timeout=timeout)
         return new
 
-    def spawn(self, command: list[str]) -> WorkerProcess:
+    def spawn(self, command: list[str], extra: dict[str, str] | None = None) -> WorkerProcess:
         """Start one process of ``command`` from the repository root, its output to a log file."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOXIDE_TEST_MARKS": str(self.marks)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLOXIDE_TEST_MARKS": str(self.marks), **(extra or {})}
         env.pop("FLOXIDE_REDIS_URL", None)
         log = self.directory / f"worker-{len(self.started) + 1}.log"
         with open(log, "wb") as out:
@@ -274,9 +295,11 @@ class Workers:
         self.started.append(worker)
         return worker
 
-    async def wait_ready(self, keys: KeySpace, url: str, pids: list[int], *, timeout: float) -> None:
-        """Wait until every process of ``pids`` has a heartbeat (worker ids carry the pid)."""
-        client = Redis.from_url(url, decode_responses=True)
+    async def wait_ready(self, keys: KeySpace, client: Redis, pids: list[int], *, timeout: float) -> None:
+        """Wait until every process of ``pids`` has a heartbeat (worker ids carry the pid).
+
+        ``client`` is closed afterwards.
+        """
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -333,7 +356,8 @@ class Workers:
         parts = []
         for n, worker in enumerate(self.started, start=1):
             status = "running" if worker.alive() else f"exited {worker.process.returncode}"
-            parts.append(f"--- worker {n} (pid {worker.pid}, {status}): {' '.join(worker.command[2:])}\n")
+            command = re.sub(r"://[^@/]*@", "://***@", " ".join(worker.command[2:]))  # no passwords
+            parts.append(f"--- worker {n} (pid {worker.pid}, {status}): {command}\n")
             parts.append(worker.log_text()[-6000:])
         return "".join(parts)
 

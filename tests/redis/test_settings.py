@@ -1,0 +1,215 @@
+"""Connecting with ``RedisSettings``: a password, and TLS (``rediss://``).
+
+Cases:
+* a server started with ``--requirepass``: the settings' password connects; no password
+  and a wrong one are refused; a password in the URL works, and the ``password`` field
+  overrides it; ``FLOXIDE_REDIS_URL``/``FLOXIDE_REDIS_PASSWORD`` are read and the password
+  never shows in the settings' repr; a worker process given the password in its
+  ``--redis`` URL runs a workflow to completion;
+* the client's options: the socket timeout exceeds the longest blocking read, ``rediss://``
+  uses a TLS connection with the CA file, ``tls_insecure`` skips verification;
+* a real TLS server (``--tls-port``, a self-signed certificate made here with
+  ``cryptography``): ``rediss://`` with the CA connects, ``tls_insecure`` connects, an
+  unverified certificate and plain ``redis://`` are refused; a worker process reaches it
+  with ``FLOXIDE_REDIS_TLS_CA_FILE`` and completes a run. (Skipped, even in CI, if this
+  ``redis-server`` was built without TLS: a TLS server is optional.)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from floxide.distributed import DistributedOrchestrator
+from floxide.redis import RedisBackend, RedisSettings
+from tests.distributed import flows
+from tests.redis.conftest import RedisServer, Workers
+
+pytestmark = pytest.mark.timeout(60)
+
+PASSWORD = "s3cret-pass"
+
+
+@pytest.fixture
+def password_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(
+        tmp_path / "redis-auth", args=["--save", "", "--appendonly", "no"], password=PASSWORD
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+async def ping(settings: RedisSettings) -> bool:
+    client = settings.client()
+    try:
+        return bool(await client.ping())
+    finally:
+        await client.aclose()
+
+
+async def run_fanout(client: Redis, count: int) -> dict[str, object]:
+    backend = RedisBackend(client, "fanout", namespace="tests", context_type=flows.Tally)
+    orchestrator = DistributedOrchestrator(flows.fanout, backend)
+    run_id = await orchestrator.start_run(flows.Job(count=count))
+    info = await orchestrator.wait_for_completion(run_id, timeout=30)
+    assert info.output is not None
+    return dict(info.output)
+
+
+# -- password ----------------------------------------------------------------------------------
+
+
+async def test_a_password_protected_server(
+    password_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = password_server.url
+    assert await ping(RedisSettings(url=url, password=PASSWORD))
+    with pytest.raises(AuthenticationError):
+        await ping(RedisSettings(url=url))
+    with pytest.raises(AuthenticationError):
+        await ping(RedisSettings(url=url, password="wrong"))
+    in_url = f"redis://:{PASSWORD}@127.0.0.1:{password_server.port}/0"
+    assert await ping(RedisSettings(url=in_url))
+    assert await ping(
+        RedisSettings(url=f"redis://:wrong@127.0.0.1:{password_server.port}/0", password=PASSWORD)
+    )
+
+    monkeypatch.setenv("FLOXIDE_REDIS_URL", url)
+    monkeypatch.setenv("FLOXIDE_REDIS_PASSWORD", PASSWORD)
+    settings = RedisSettings()
+    assert settings.url == url and PASSWORD not in repr(settings)
+    assert await ping(settings)
+
+
+async def test_a_worker_process_with_a_password(password_server: RedisServer, workers: Workers) -> None:
+    url = f"redis://:{PASSWORD}@127.0.0.1:{password_server.port}/0"
+    await workers.start("tests.distributed.flows:fanout", count=1, url=url)
+    client = RedisSettings(url=url).client()
+    try:
+        assert await run_fanout(client, 3) == {"values": [0, 1, 2], "total": 3}
+    finally:
+        await client.aclose()
+    assert all(PASSWORD not in worker.log_text() for worker in workers.started)
+    assert PASSWORD not in workers.logs()
+
+
+# -- client options ------------------------------------------------------------------------------
+
+
+async def test_client_options() -> None:
+    plain = RedisSettings(url="redis://example.invalid:6390/2", socket_timeout=3, connect_timeout=2).client(
+        block=1.5
+    )
+    tls = RedisSettings(url="rediss://example.invalid:6390/0", tls_ca_file="/etc/ca.pem").client()
+    insecure = RedisSettings(url="rediss://example.invalid:6390/0", tls_insecure=True).client()
+    try:
+        options = plain.connection_pool.connection_kwargs
+        assert options["socket_timeout"] == 4.5 and options["socket_connect_timeout"] == 2
+        assert options["db"] == 2 and plain.connection_pool.connection_class is not SSLConnection
+        assert tls.connection_pool.connection_class is SSLConnection
+        assert tls.connection_pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+        assert insecure.connection_pool.connection_kwargs["ssl_cert_reqs"] == "none"
+    finally:
+        for client in (plain, tls, insecure):
+            await client.aclose()
+
+
+# -- a real TLS server ---------------------------------------------------------------------------------
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1/localhost, signing itself (so it is its own CA), and its key."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "floxide test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_file = directory / "server.crt", directory / "server.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert, key_file
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
+    directory = tmp_path / "redis-tls"
+    directory.mkdir()
+    cert, key = self_signed_certificate(directory)
+    server = RedisServer(directory, client_options={"ssl": True, "ssl_ca_certs": str(cert)})
+    server.args = [
+        "--save", "", "--appendonly", "no", "--port", "0", "--tls-port", str(server.port),
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+        "--tls-auth-clients", "no",
+    ]  # fmt: skip
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if "TLS" in str(exc) or "tls" in str(exc):
+            pytest.skip(f"this redis-server does not support TLS: {str(exc)[-200:]}")
+        raise
+    yield server, cert
+    server.stop()
+
+
+async def test_rediss_urls_against_a_tls_server(tls_server: tuple[RedisServer, Path]) -> None:
+    server, cert = tls_server
+    url = f"rediss://127.0.0.1:{server.port}/0"
+    assert await ping(RedisSettings(url=url, tls_ca_file=str(cert)))
+    assert await ping(RedisSettings(url=f"rediss://localhost:{server.port}/0", tls_ca_file=str(cert)))
+    assert await ping(RedisSettings(url=url, tls_insecure=True))
+    with pytest.raises(RedisConnectionError, match="certificate verify failed"):
+        await ping(RedisSettings(url=url, connect_timeout=2))
+    with pytest.raises(RedisConnectionError):
+        await ping(
+            RedisSettings(url=f"redis://127.0.0.1:{server.port}/0", connect_timeout=2, socket_timeout=2)
+        )
+
+
+async def test_a_worker_process_over_tls(tls_server: tuple[RedisServer, Path], workers: Workers) -> None:
+    server, cert = tls_server
+    settings = RedisSettings(url=f"rediss://127.0.0.1:{server.port}/0", tls_ca_file=str(cert))
+    await workers.start(
+        "tests.distributed.flows:fanout",
+        count=1,
+        url=settings.url,
+        env={"FLOXIDE_REDIS_TLS_CA_FILE": str(cert)},
+        client=settings.client,
+    )
+    client = settings.client()
+    try:
+        assert await run_fanout(client, 4) == {"values": [0, 1, 2, 3], "total": 4}
+    finally:
+        await client.aclose()
