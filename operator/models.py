@@ -381,6 +381,9 @@ class GraphEdge(KubeModel):
 class WorkflowGraph(KubeModel):
     """The workflow graph, as published by the workers."""
 
+    name: str | None = Field(
+        None, description="Name of the workflow in its code; the workers keep its data in Redis under it."
+    )
     nodes: list[GraphNode] = Field(
         default_factory=list, json_schema_extra=_map_list("name"), description="The nodes, unique by name."
     )

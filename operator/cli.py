@@ -1,0 +1,68 @@
+"""``floxide operator``: run the Kubernetes operator.
+
+Registered on the ``floxide`` command (:data:`floxide.cli.EXTENSIONS`) when the ``[operator]``
+extra is installed. It reads :class:`~.settings.OperatorSettings` from the environment once,
+configures logging, registers the handlers on a fresh registry and runs kopf until SIGTERM:
+cluster-wide, or in ``FLOXIDE_OPERATOR_NAMESPACE`` only, with kopf's liveness endpoint
+(``/healthz``) and the operator's ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import typer
+
+from . import handlers
+from .settings import OperatorSettings
+
+__all__ = ["configure_logging", "kopf_options", "register", "run"]
+
+
+def configure_logging(settings: OperatorSettings) -> None:
+    """Structured (JSON) or text logs at ``FLOXIDE_LOG_LEVEL``.
+
+    kopf's per-object lines below WARNING ("Timer ... succeeded", once per run per second) are
+    shown only at DEBUG.
+    """
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(debug=settings.log_level == "DEBUG", log_format=log_format, log_prefix=True)
+    level = logging.getLevelName(settings.log_level)
+    logging.getLogger().setLevel(level if isinstance(level, int) else logging.INFO)
+    if settings.log_level != "DEBUG":
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+def kopf_options(settings: OperatorSettings) -> dict[str, Any]:
+    """The arguments of ``kopf.run`` that follow from the settings."""
+    return {
+        "clusterwide": not settings.namespace,
+        "namespaces": [settings.namespace] if settings.namespace else [],
+        "liveness_endpoint": settings.liveness_endpoint or None,
+    }
+
+
+def run() -> None:
+    """Run the operator until it is stopped (SIGINT, SIGTERM)."""
+    settings = OperatorSettings.from_environment()
+    configure_logging(settings)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings)
+    kopf.run(registry=registry, **kopf_options(settings))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``floxide operator`` to the ``floxide`` command."""
+
+    @app.command("operator")
+    def operator() -> None:
+        """Run the Kubernetes operator (kopf): Workflows get workers, WorkflowRuns get run.
+
+        Settings come from the environment: FLOXIDE_REDIS_URL, FLOXIDE_REDIS_PASSWORD,
+        FLOXIDE_OPERATOR_NAMESPACE, FLOXIDE_OPERATOR_REDIS_SECRET, FLOXIDE_OPERATOR_PEERING_NAME,
+        FLOXIDE_OPERATOR_METRICS_PORT, FLOXIDE_LOG_FORMAT, FLOXIDE_LOG_LEVEL and more (see
+        docs/operations.md).
+        """
+        run()

@@ -1,0 +1,219 @@
+"""The kopf handlers of the operator, registered on a registry by :func:`register`.
+
+No handler is registered when this module is imported: :func:`register` binds them to one
+:class:`~.runtime.Runtime` (settings, clients, caches) and one ``kopf.OperatorRegistry``, so
+that two operators in one process (as in tests) never share state.
+
+* startup: kopf's settings (peering, persistence, posting), the Redis clients, ``/metrics``;
+* login: the cluster credentials, for kopf and for the operator's own client (:mod:`.kube`);
+* watch events of Workflows, WorkflowRuns and worker Deployments fill the runtime's views;
+* one timer per Workflow (:mod:`.workflows`) and per active WorkflowRun (:mod:`.runs`);
+* the WorkflowRun deletion handler removes the run's Redis data. It is optional: it does not
+  hold a finalizer of its own, so a finished run is deleted even while the operator is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from . import deployment as manifests
+from . import kube, models
+from .kube import KubeError
+from .models import Phase
+from .runs import cleanup_run, needs_timer, reconcile_run
+from .runtime import DeploymentView, RunSeen, Runtime, WorkflowSeen, phase_in
+from .settings import OperatorSettings
+from .store import Redises, RedisUnavailable
+from .workflows import reconcile_workflow
+
+__all__ = ["FINALIZER", "WORKER_LABELS", "configure_kopf", "register"]
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "floxide.io/finalizer"
+"""kopf's finalizer on Workflows and active WorkflowRuns (their timers need it)."""
+
+WORKER_LABELS = {"app.kubernetes.io/part-of": "floxide", "app.kubernetes.io/component": "worker"}
+"""The labels of the Deployments the operator watches: its worker Deployments."""
+
+WORKFLOWS = (models.GROUP, models.VERSION, models.WORKFLOW_PLURAL)
+RUNS = (models.GROUP, models.VERSION, models.WORKFLOW_RUN_PLURAL)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
+    """Apply our settings to kopf's (called in the startup handler).
+
+    * Peering: the chart's peering object, so that two operator pods never act at once;
+      standalone when no name is set.
+    * Diff-base storage: kopf keeps the last handled spec in an annotation to detect changes.
+      Annotations are limited to 256 KiB in total, and a run's ``spec.input`` may be large, so
+      it is left out of that copy (changes of the input after a run is seeded mean nothing).
+    * Posting: only warnings and the operator's own Events reach the Kubernetes Event API.
+    """
+    if ours.peering_name:
+        settings.peering.name = ours.peering_name
+        settings.peering.mandatory = True
+    else:
+        settings.peering.standalone = True
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.zalando.org", key="last-handled-configuration", ignored_fields=["spec.input"]
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = 8
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Runtime:
+    """Register every handler of one operator on ``registry``; the runtime they share."""
+    rt = Runtime(settings=settings)
+    _register_activities(registry, rt)
+    _register_views(registry, rt)
+    _register_reconcilers(registry, rt)
+    return rt
+
+
+def _register_activities(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    """Startup, cleanup, login and the probe of the health endpoint."""
+
+    @kopf.on.startup(id="startup", registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, rt.settings)
+        rt.redises = Redises(rt.settings.redis, ttl=rt.settings.redis_ttl)
+        port = await rt.metrics.serve(rt.settings.metrics_port)
+        log.info("serving /metrics on port %d; Redis at %s", port, rt.redises.default.where())
+
+    @kopf.on.cleanup(id="cleanup", registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await rt.metrics.close()
+        if rt.redises is not None:
+            await rt.redises.close()
+        if rt.kube is not None:
+            await rt.kube.close()
+
+    @kopf.on.login(id="login", registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        credentials, client = await kube.login()
+        previous, rt.kube = rt.kube, client
+        if previous is not None:
+            await previous.close()
+        if rt.settings.redis_secret and rt.operator_secret is None:
+            await _read_operator_secret(rt)
+        return credentials
+
+    @kopf.on.probe(id="redis", registry=registry)
+    async def redis_probe(**_: Any) -> str:
+        try:
+            await rt.require_redis().ping()
+        except (RedisUnavailable, RuntimeError) as exc:
+            return f"unavailable: {exc}"  # reported, never fatal: the operator keeps running
+        return "ok"
+
+
+def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    """The watch events that keep the runtime's views of Workflows, runs and Deployments."""
+
+    @kopf.on.event(*WORKFLOWS, id="workflow-seen", registry=registry)
+    async def workflow_seen(event: Any, body: Any, name: str, namespace: str, uid: str, **_: Any) -> None:
+        key = (namespace, name)
+        if event.get("type") == "DELETED":
+            rt.workflows.pop(key, None)
+            rt.names.pop(key, None)
+            rt.connections.pop(key, None)
+            return
+        try:
+            spec = models.WorkflowSpec.model_validate(dict(body.get("spec") or {}))
+        except ValueError:
+            spec = None
+        graph = (body.get("status") or {}).get("graph") or {}
+        rt.workflows[key] = WorkflowSeen(uid=uid, spec=spec, code_name=graph.get("name"))
+
+    @kopf.on.event(*RUNS, id="run-seen", registry=registry)
+    async def run_seen(
+        event: Any, body: Any, spec: Any, status: Any, namespace: str, uid: str, **_: Any
+    ) -> None:
+        if event.get("type") == "DELETED":
+            rt.runs.pop(uid, None)
+            rt.metrics.run_phase(uid, None)
+            return
+        phase = phase_in(status)
+        rt.runs[uid] = RunSeen(
+            namespace=namespace,
+            workflow=str(spec.get("workflow", "")),
+            phase=phase,
+            seeded=bool(status.get("seeded")),
+        )
+        rt.metrics.run_phase(uid, phase or Phase.PENDING)
+
+    @kopf.on.event("apps", "v1", "deployments", id="deployment-seen", labels=WORKER_LABELS, registry=registry)
+    async def deployment_seen(event: Any, body: Any, name: str, namespace: str, **_: Any) -> None:
+        key = (namespace, name)
+        if event.get("type") == "DELETED":
+            rt.deployments.pop(key, None)
+            return
+        spec, status = body.get("spec") or {}, body.get("status") or {}
+        annotations = body.get("metadata", {}).get("annotations") or {}
+        rt.deployments[key] = DeploymentView(
+            spec_replicas=spec.get("replicas"),
+            replicas=int(status.get("replicas") or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            template_hash=annotations.get(manifests.TEMPLATE_HASH_ANNOTATION),
+        )
+
+
+def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    """The timers of Workflows and active runs, and the deletion handler of runs."""
+    settings = rt.settings
+
+    @kopf.timer(*WORKFLOWS, id="reconcile", interval=settings.workflow_interval, registry=registry)
+    async def workflow_timer(**kwargs: Any) -> None:
+        await _guarded("Workflow", reconcile_workflow, rt, kwargs)
+
+    @kopf.timer(*RUNS, id="reconcile", interval=settings.run_interval, when=needs_timer, registry=registry)
+    async def run_timer(**kwargs: Any) -> None:
+        await _guarded("WorkflowRun", reconcile_run, rt, kwargs)
+
+    @kopf.on.delete(*RUNS, id="cleanup", optional=True, timeout=60, backoff=2, registry=registry)
+    async def run_deleted(spec: Any, status: Any, name: str, namespace: str, memo: Any, **_: Any) -> None:
+        try:
+            await cleanup_run(rt, spec=spec, status=status, name=name, namespace=namespace, memo=memo)
+        except RedisUnavailable as exc:
+            raise kopf.TemporaryError(f"cannot delete the run's Redis data yet: {exc}", delay=5) from exc
+
+
+_PASSED = ("body", "spec", "status", "name", "namespace", "meta", "patch", "memo")
+
+
+async def _guarded(kind: str, reconcile: Any, rt: Runtime, kwargs: dict[str, Any]) -> None:
+    """Run one reconciliation; log unexpected failures instead of letting kopf back off for a minute."""
+    passed = {key: kwargs[key] for key in _PASSED}
+    if reconcile is reconcile_run:
+        passed["uid"] = kwargs.get("uid")
+    try:
+        await reconcile(rt, **passed)
+    except (KubeError, RedisUnavailable) as exc:
+        log.warning("%s %s/%s: %s", kind, kwargs.get("namespace"), kwargs.get("name"), exc)
+    except Exception:
+        rt.metrics.reconcile_errors.labels(kind.lower()).inc()
+        log.exception("%s %s/%s: reconciliation failed", kind, kwargs.get("namespace"), kwargs.get("name"))
+
+
+async def _read_operator_secret(rt: Runtime) -> None:
+    """Read the operator's Redis Secret once, to mirror it into Workflow namespaces."""
+    namespace = rt.settings.own_namespace()
+    try:
+        rt.operator_secret = await rt.require_kube().secret_data(namespace, rt.settings.redis_secret)
+    except KubeError as exc:
+        log.warning("cannot read the Redis Secret %s/%s: %s", namespace, rt.settings.redis_secret, exc)
+        return
+    if rt.operator_secret is None:
+        log.warning(
+            "the Redis Secret %s/%s does not exist: Workflows get the operator's own Redis settings",
+            namespace,
+            rt.settings.redis_secret,
+        )

@@ -1,0 +1,107 @@
+"""What one running operator holds: its settings, clients, metrics, and what it has seen.
+
+The views are filled by kopf's watch events (``on.event`` handlers in :mod:`.handlers`), so a
+handler about one resource can look at others without an API call: a run finds its Workflow, a
+Workflow counts its runs and reads its Deployment's readiness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import models
+from .kube import Kube
+from .metrics import OperatorMetrics
+from .models import Phase
+from .settings import OperatorSettings
+from .store import Connection, Redises
+
+__all__ = ["DeploymentView", "Key", "RunSeen", "Runtime", "WorkflowSeen"]
+
+Key = tuple[str, str]
+"""(namespace, name)."""
+
+
+@dataclass
+class WorkflowSeen:
+    """A Workflow as last seen."""
+
+    uid: str
+    spec: models.WorkflowSpec | None
+    """None when the spec does not parse (the apiserver's schema normally prevents that)."""
+    code_name: str | None = None
+    """The workflow's name in its code, as recorded in ``status.graph.name``."""
+
+
+@dataclass
+class RunSeen:
+    """A WorkflowRun as last seen."""
+
+    namespace: str
+    workflow: str
+    phase: Phase | None
+    seeded: bool
+
+
+@dataclass
+class DeploymentView:
+    """A worker Deployment as last seen."""
+
+    spec_replicas: int | None
+    replicas: int
+    ready: int
+    template_hash: str | None
+
+
+@dataclass
+class Runtime:
+    """The state of one operator process."""
+
+    settings: OperatorSettings
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    redises: Redises | None = None
+    kube: Kube | None = None
+    operator_secret: dict[str, str] | None = None
+    """The Redis connection mirrored to Workflows: the operator Secret's entries, read at startup."""
+    workflows: dict[Key, WorkflowSeen] = field(default_factory=dict)
+    runs: dict[str, RunSeen] = field(default_factory=dict)
+    deployments: dict[Key, DeploymentView] = field(default_factory=dict)
+    names: dict[Key, str] = field(default_factory=dict)
+    """Workflow -> its name in the code, as discovered from its workers."""
+    connections: dict[Key, Connection] = field(default_factory=dict)
+    """Workflow -> its own Redis (``spec.redis``); absent: the operator's."""
+
+    def runs_of(self, namespace: str, workflow: str) -> list[RunSeen]:
+        """The runs of one Workflow."""
+        return [run for run in self.runs.values() if run.namespace == namespace and run.workflow == workflow]
+
+    def code_name(self, namespace: str, workflow: str) -> str | None:
+        """The Workflow's name in its code: discovered now, or recorded in its status."""
+        known = self.names.get((namespace, workflow))
+        if known is None and (seen := self.workflows.get((namespace, workflow))) is not None:
+            known = seen.code_name
+        return known
+
+    def connection_of(self, namespace: str, workflow: str) -> Connection | None:
+        """The Redis of a Workflow's runs (None: the operator's own)."""
+        return self.connections.get((namespace, workflow))
+
+    def require_redis(self) -> Redises:
+        if self.redises is None:
+            raise RuntimeError("the operator has not started: no Redis client")
+        return self.redises
+
+    def require_kube(self) -> Kube:
+        if self.kube is None:
+            raise RuntimeError("the operator has not logged in: no Kubernetes client")
+        return self.kube
+
+
+def phase_in(status: dict[str, Any] | Any) -> Phase | None:
+    """The phase recorded in a status, if it is one."""
+    value = status.get("phase") if hasattr(status, "get") else None
+    try:
+        return Phase(value) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,118 @@
+"""The operator's settings, read from the environment once, when the process starts.
+
+Every field is documented with its unit; the defaults are what a production install wants. The
+intervals exist as settings so that tests can run the same operator with short ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from floxide.redis import RedisSettings
+
+__all__ = ["SERVICE_ACCOUNT_NAMESPACE", "OperatorSettings"]
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+"""Where a pod finds its own namespace (mounted with the ServiceAccount token)."""
+
+
+class OperatorSettings(BaseSettings):
+    """How ``floxide operator`` runs. Environment: ``FLOXIDE_OPERATOR_*`` (Redis: ``FLOXIDE_REDIS_*``;
+    logging: ``FLOXIDE_LOG_FORMAT``, ``FLOXIDE_LOG_LEVEL``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOXIDE_OPERATOR_", extra="ignore")
+
+    # -- what to serve -------------------------------------------------------------------------
+    namespace: str = Field(
+        "", description="The one namespace whose Workflows the operator serves; empty serves all."
+    )
+    pod_namespace: str = Field(
+        "",
+        description=(
+            "Namespace of the operator itself, where FLOXIDE_OPERATOR_REDIS_SECRET lives; empty reads it "
+            "from the pod's ServiceAccount mount, else 'default'."
+        ),
+    )
+    redis_secret: str = Field(
+        "",
+        description=(
+            "Secret in the operator's namespace with the keys redis-url and redis-password, mirrored into "
+            "each Workflow's namespace for its workers; empty mirrors the operator's own Redis settings."
+        ),
+    )
+    worker_service_account: str = Field(
+        "", description="ServiceAccount of worker pods, unless a Workflow names its own; empty: the default."
+    )
+    worker_drain_seconds: int = Field(
+        25, ge=0, description="How long a stopping worker may finish its steps (seconds)."
+    )
+
+    # -- process -------------------------------------------------------------------------------
+    peering_name: str = Field(
+        "", description="Name of the kopf peering object to join; empty runs standalone (one replica only)."
+    )
+    metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics (0: any free port).")
+    liveness_endpoint: str = Field(
+        "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint (URL); empty disables it."
+    )
+
+    # -- timing --------------------------------------------------------------------------------
+    run_interval: float = Field(
+        1.0, gt=0, le=1.0, description="How often each active WorkflowRun is compared with Redis (seconds)."
+    )
+    workflow_interval: float = Field(
+        1.0, gt=0, description="How often each Workflow is reconciled and scaled (seconds)."
+    )
+    status_min_interval: float = Field(
+        1.0, ge=0, description="Least time between two status patches of one resource (seconds)."
+    )
+    status_refresh_interval: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "Least time between patches that only refresh running counters: a run's duration, a "
+            "Workflow's backlog (seconds)."
+        ),
+    )
+    redis_ttl: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="How long a finished run's data stays in Redis, as the workers keep it (seconds).",
+    )
+
+    redis: RedisSettings = Field(default_factory=RedisSettings, description="The operator's own Redis.")
+    log_format: Literal["json", "text"] = Field("json", description="FLOXIDE_LOG_FORMAT: json or text.")
+    log_level: str = Field("INFO", description="FLOXIDE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @classmethod
+    def from_environment(cls) -> OperatorSettings:
+        """The settings from ``FLOXIDE_OPERATOR_*``, ``FLOXIDE_REDIS_*`` and ``FLOXIDE_LOG_*``."""
+        logging = _LogSettings()
+        return cls(redis=RedisSettings(), log_format=logging.format, log_level=logging.level)
+
+    def own_namespace(self) -> str:
+        """The operator's namespace: the setting, else the pod's ServiceAccount mount, else 'default'."""
+        if self.pod_namespace:
+            return self.pod_namespace
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+        except OSError:
+            return "default"
+
+
+class _LogSettings(BaseSettings):
+    """``FLOXIDE_LOG_FORMAT`` and ``FLOXIDE_LOG_LEVEL``, shared with the worker's names."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOXIDE_LOG_", extra="ignore")
+
+    format: Literal["json", "text"] = "json"
+    level: str = "INFO"

@@ -1,0 +1,261 @@
+"""The operator's only door to Redis: run records, backlogs, graphs, run control and cleanup.
+
+Everything here goes through :class:`floxide.redis.RedisBackend`, with the keys the workers use:
+``{wf:<Kubernetes namespace>/<workflow name in the code>}``. The operator does not import the
+workflow's code, so it learns that name from the workers (:func:`discover_name`).
+
+Every Redis or socket error leaves this module as :class:`RedisUnavailable`, whose message says
+which Redis and why: the handlers report it in a condition and try again on their next tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from floxide.distributed.execution import seed_run
+from floxide.distributed.models import RunInfo, RunMetrics, RunStatus, WorkerHealth
+from floxide.errors import NotStarted
+from floxide.redis import RedisBackend, RedisSettings
+from floxide.redis.index import AmbiguousRun, RedisUnavailable, RunIndex
+from floxide.redis.keys import KeySpace
+
+__all__ = [
+    "Connection",
+    "RedisUnavailable",
+    "Redises",
+    "WorkflowStore",
+    "pod_of_worker",
+    "worker_of_deployment",
+]
+
+_GENERATED_NAME_BASE = 58
+"""Characters of a ``generateName`` the apiserver keeps before adding 5 random ones."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a Redis is: its URL and password (``None``: the URL's own, if any)."""
+
+    url: str
+    password: str | None = None
+
+    def where(self) -> str:
+        """The URL without credentials, for messages."""
+        return re.sub(r"//[^@/]*@", "//", self.url)
+
+
+@contextlib.asynccontextmanager
+async def _guard(connection: Connection) -> AsyncIterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RedisUnavailable(f"Redis at {connection.where()}: {reason}") from exc
+
+
+class Redises:
+    """One client per Redis the operator talks to: its own, and those Workflows name in secrets."""
+
+    def __init__(self, default: RedisSettings, *, ttl: float) -> None:
+        self.settings = default
+        self.default = Connection(
+            default.url, default.password.get_secret_value() if default.password else None
+        )
+        self.ttl = ttl
+        self._clients: dict[Connection, Redis] = {}
+        self._stores: dict[tuple[Connection, str, str], WorkflowStore] = {}
+
+    def client(self, connection: Connection | None = None) -> Redis:
+        """The client of ``connection`` (default: the operator's own Redis)."""
+        connection = connection or self.default
+        client = self._clients.get(connection)
+        if client is None:
+            password = None if connection.password is None else SecretStr(connection.password)
+            settings = self.settings.model_copy(update={"url": connection.url, "password": password})
+            client = self._clients[connection] = settings.client()
+        return client
+
+    def store(self, connection: Connection | None, *, namespace: str, workflow: str) -> WorkflowStore:
+        """The store of one workflow (``workflow`` is the name in the code) in one namespace."""
+        connection = connection or self.default
+        key = (connection, namespace, workflow)
+        store = self._stores.get(key)
+        if store is None:
+            backend = RedisBackend(self.client(connection), workflow, namespace=namespace, ttl=self.ttl)
+            store = self._stores[key] = WorkflowStore(backend, connection)
+        return store
+
+    async def ping(self, connection: Connection | None = None) -> None:
+        """Check that Redis answers; :class:`RedisUnavailable` if not."""
+        connection = connection or self.default
+        async with _guard(connection):
+            await self.client(connection).ping()
+
+    async def workflows(self, connection: Connection | None, namespace: str) -> list[str]:
+        """Names of the workflows (in code) that workers have registered in ``namespace``."""
+        connection = connection or self.default
+        async with _guard(connection):
+            return await RunIndex(self.client(connection), namespace).workflows()
+
+    async def locate(
+        self, connection: Connection | None, *, namespace: str, run_id: str
+    ) -> WorkflowStore | None:
+        """The store of the workflow holding ``run_id``; None if no workflow (or several) has it."""
+        connection = connection or self.default
+        async with _guard(connection):
+            try:
+                workflow = await RunIndex(self.client(connection), namespace).locate(run_id)
+            except (NotStarted, AmbiguousRun):
+                return None
+        return self.store(connection, namespace=namespace, workflow=workflow)
+
+    async def discover_name(
+        self, connection: Connection | None, *, namespace: str, deployment: str
+    ) -> str | None:
+        """The name (in the code) of the workflow that ``deployment``'s worker pods run.
+
+        Workers register their workflow's name and heartbeat under it with an id that starts
+        with their pod's name (the pod's hostname), and pod names start with the Deployment's
+        name. Among the workflows whose live workers belong to ``deployment``, the one with the
+        most recently started worker wins (after a change of entrypoint, the new pods' workflow).
+        """
+        best: tuple[float, str] | None = None
+        for name in await self.workflows(connection, namespace):
+            store = self.store(connection, namespace=namespace, workflow=name)
+            for health in await store.workers():
+                if worker_of_deployment(health.worker_id, deployment):
+                    started = health.started_at.timestamp()
+                    if best is None or started > best[0]:
+                        best = (started, name)
+        return None if best is None else best[1]
+
+    async def close(self) -> None:
+        """Close every client."""
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self._clients.clear()
+        self._stores.clear()
+
+
+class WorkflowStore:
+    """The Redis side of one workflow in one namespace, as the operator sees it."""
+
+    def __init__(self, backend: RedisBackend, connection: Connection) -> None:
+        self.backend = backend
+        self.connection = connection
+
+    @property
+    def keys(self) -> KeySpace:
+        return self.backend.keys
+
+    async def graph(self) -> dict[str, Any] | None:
+        """The graph the workers published: nodes, edges, startNode, inputSchema, name."""
+        async with _guard(self.connection):
+            return await self.backend.graph()
+
+    async def backlog(self) -> int:
+        """Work items waiting, retrying or being worked on (lag plus pending)."""
+        async with _guard(self.connection):
+            lag, pending = await self.backend.queue.backlog()
+        return lag + pending
+
+    async def workers(self) -> list[WorkerHealth]:
+        """Workers with a live heartbeat."""
+        async with _guard(self.connection):
+            return await self.backend.liveness.list()
+
+    async def seed(
+        self, run_id: str, *, start_node: str, payload: Any, deadline_seconds: float | None
+    ) -> None:
+        """Queue the run's first work item; idempotent per run id (a second call changes nothing)."""
+        async with _guard(self.connection):
+            await seed_run(
+                self.backend,
+                start_node=start_node,
+                payload=payload,
+                run_id=run_id,
+                deadline_seconds=deadline_seconds,
+            )
+
+    async def read(self, run_id: str) -> tuple[RunInfo | None, RunMetrics]:
+        """The run's record (``None`` if it does not exist) and its metrics."""
+        async with _guard(self.connection):
+            info = await self.backend.runs.get(run_id)
+            metrics = await self.backend.metrics.get(run_id) if info is not None else RunMetrics()
+        return info, metrics
+
+    async def move(
+        self, run_id: str, status: RunStatus, *, reason: str | None = None, interrupt: bool = False
+    ) -> RunStatus | None:
+        """Move the run to ``status`` if that is a legal move; the status it is in afterwards."""
+        async with _guard(self.connection):
+            return await self.backend.set_status(run_id, status, reason=reason, interrupt=interrupt)
+
+    def output_key(self, run_id: str) -> str:
+        """The list whose first entry is the run's output (JSON)."""
+        return self.backend.run_keys(run_id).outputs
+
+    async def exists(self, run_id: str) -> bool:
+        """Whether the run has a record."""
+        async with _guard(self.connection):
+            return bool(await self.backend.client.exists(self.backend.run_keys(run_id).info))
+
+    async def delete(self, run_id: str) -> int:
+        """Stop the run (running steps are cancelled) and delete its keys; how many were deleted."""
+        async with _guard(self.connection):
+            await self.backend.set_status(run_id, RunStatus.CANCELLED, reason="deleted", interrupt=True)
+            keys = await self.backend.all_run_keys(run_id)
+            client = self.backend.client
+            async with client.pipeline(transaction=False) as pipe:
+                for chunk in _chunks(keys, 100):
+                    pipe.delete(*chunk)
+                pipe.zrem(self.keys.runs, run_id)
+                replies = await pipe.execute()
+        return sum(int(reply) for reply in replies[:-1])
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- which pod a worker is ------------------------------------------------------------------------
+
+_WORKER_ID = re.compile(r"(?P<pod>.+)-\d+-[0-9a-f]{6}")
+_HASH = re.compile(r"[a-z0-9]{1,10}-")
+_HASH_PREFIX = re.compile(r"[a-z0-9]{0,10}-?")
+
+
+def pod_of_worker(worker_id: str) -> str | None:
+    """The pod (host) name in a worker id ``<hostname>-<pid>-<6 hex digits>``, if it has that form."""
+    match = _WORKER_ID.fullmatch(worker_id)
+    return match.group("pod") if match else None
+
+
+def worker_of_deployment(worker_id: str, deployment: str) -> bool:
+    """Whether the worker runs in a pod of ``deployment``.
+
+    A Deployment's pods are named ``<deployment>-<template hash>-<5 characters>``, the part
+    before the 5 characters cut to 58 characters when it is longer.
+    """
+    pod = pod_of_worker(worker_id)
+    if pod is None or len(pod) < 6:
+        return False
+    base = pod[:-5]
+    lead = f"{deployment}-"
+    if len(lead) >= _GENERATED_NAME_BASE:
+        return base == lead[:_GENERATED_NAME_BASE]
+    if not base.startswith(lead):
+        return False
+    rest = base[len(lead) :]
+    pattern = _HASH_PREFIX if len(base) == _GENERATED_NAME_BASE else _HASH
+    return pattern.fullmatch(rest) is not None

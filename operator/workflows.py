@@ -1,0 +1,353 @@
+"""Reconciling a Workflow: its Redis Secret, its worker Deployment, its scale, its status.
+
+One timer per Workflow does it all, level-triggered, so that creating, changing, resuming after a
+restart and repairing (a deleted Deployment comes back) are the same code path:
+
+1. mirror the operator's Redis Secret into the Workflow's namespace (unless ``spec.redis``);
+2. create the worker Deployment, or patch its pod template when the spec changed;
+3. learn the workflow's name in its code from its workers, read the graph and the backlog;
+4. size the Deployment from the backlog (:mod:`.scaling`), or apply ``spec.replicas``
+   (``scaling.mode: External``);
+5. project it all into ``status``, patched only on change and at most once per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from . import deployment as manifests
+from . import models
+from .kube import KubeError
+from .projection import Coalescer, condition, merge_conditions
+from .runtime import DeploymentView, Runtime
+from .scaling import ScaleState, desired_workers
+from .store import Connection, RedisUnavailable, WorkflowStore
+
+__all__ = ["WorkflowMemory", "reconcile_workflow"]
+
+log = logging.getLogger(__name__)
+
+SECRET_REFRESH_SECONDS = 60.0
+"""How long a Workflow's own Redis Secret (``spec.redis``) is cached."""
+
+DISCOVERY_SECONDS = 10.0
+"""How often the workflow's name in its code is checked again while workers run."""
+
+GRAPH_SECONDS = 10.0
+"""How often a known graph is read again."""
+
+
+@dataclass
+class WorkflowMemory:
+    """What the operator remembers about one Workflow between ticks (in memory)."""
+
+    coalescer: Coalescer
+    scale: ScaleState = field(default_factory=ScaleState)
+    mirrored: bool = False
+    connection: Connection | None = None
+    connection_read: float = float("-inf")
+    connection_for: str | None = None
+    discovered: float = float("-inf")
+    graph: dict[str, Any] | None = None
+    graph_read: float = float("-inf")
+    created_replicas: int | None = None
+    last_error: str | None = None
+
+
+def _memory(rt: Runtime, memo: Any, status: dict[str, Any]) -> WorkflowMemory:
+    memory = memo.get("workflow")
+    if memory is None:
+        sent = {key: value for key, value in status.items() if key != "kopf"}
+        memory = memo["workflow"] = WorkflowMemory(
+            coalescer=Coalescer(
+                rt.settings.status_min_interval,
+                rt.settings.status_refresh_interval,
+                volatile=frozenset({"backlog"}),
+                sent=sent,
+            )
+        )
+    return memory
+
+
+async def _connection(
+    rt: Runtime, memory: WorkflowMemory, spec: models.WorkflowSpec, namespace: str, now: float
+) -> Connection:
+    """The Redis of the Workflow: its own Secret's (``spec.redis``), else the operator's."""
+    redises = rt.require_redis()
+    if spec.redis is None:
+        return redises.default
+    ref = spec.redis.secret_ref
+    fresh = now - memory.connection_read < SECRET_REFRESH_SECONDS and memory.connection_for == ref.name
+    if memory.connection is not None and fresh:
+        return memory.connection
+    data = await rt.require_kube().secret_data(namespace, ref.name)
+    if data is None or ref.url_key not in data:
+        raise KubeError(f"Secret {namespace}/{ref.name} has no key '{ref.url_key}' (spec.redis.secretRef)")
+    memory.connection = Connection(data[ref.url_key], data.get(ref.password_key) or None)
+    memory.connection_read, memory.connection_for = now, ref.name
+    return memory.connection
+
+
+async def _mirror_secret(rt: Runtime, body: Any, name: str, namespace: str) -> None:
+    """Copy the operator's Redis connection into the Workflow's namespace, owned by the Workflow."""
+    redises = rt.require_redis()
+    source = rt.operator_secret or {}
+    url = source.get("redis-url") or redises.default.url
+    password = source.get("redis-password") if rt.operator_secret is not None else redises.default.password
+    secret = manifests.mirrored_secret(workflow=name, namespace=namespace, url=url, password=password)
+    kopf.adopt(secret, owner=body)
+    await rt.require_kube().apply_secret(secret)
+
+
+def _desired_deployment(
+    rt: Runtime, spec: models.WorkflowSpec, *, name: str, namespace: str, replicas: int | None
+) -> dict[str, Any]:
+    return manifests.worker_deployment(
+        spec,
+        workflow=name,
+        namespace=namespace,
+        replicas=replicas,
+        service_account=rt.settings.worker_service_account,
+        drain_seconds=rt.settings.worker_drain_seconds,
+    )
+
+
+async def _ensure_deployment(
+    rt: Runtime,
+    memory: WorkflowMemory,
+    body: Any,
+    spec: models.WorkflowSpec,
+    *,
+    name: str,
+    namespace: str,
+    initial: int | None,
+) -> DeploymentView | None:
+    """Create the Deployment or bring its template up to date; the view of it (None if just created)."""
+    kube = rt.require_kube()
+    dname = manifests.deployment_name(name)
+    seen = rt.deployments.get((namespace, dname))
+    desired = _desired_deployment(rt, spec, name=name, namespace=namespace, replicas=initial)
+    kopf.adopt(desired, owner=body)
+    wanted_hash = desired["metadata"]["annotations"][manifests.TEMPLATE_HASH_ANNOTATION]
+    if seen is None:
+        if await kube.create_deployment(desired):
+            memory.created_replicas = initial
+            kopf.info(body, reason="DeploymentCreated", message=f"Created worker Deployment {dname}")
+            return None
+        return None  # it exists; the watch has not told us yet
+    if seen.template_hash != wanted_hash:
+        patch = {
+            "metadata": {
+                "annotations": desired["metadata"]["annotations"],
+                "labels": desired["metadata"]["labels"],
+            },
+            "spec": {"template": desired["spec"]["template"]},
+        }
+        await kube.patch_deployment(namespace, dname, patch)
+        kopf.info(body, reason="DeploymentUpdated", message=f"Updated the pod template of {dname}")
+    return seen
+
+
+async def _discover(
+    rt: Runtime, memory: WorkflowMemory, connection: Connection, *, name: str, namespace: str, now: float
+) -> str | None:
+    """The workflow's name in its code, learnt from its workers (checked again every few seconds)."""
+    known = rt.code_name(namespace, name)
+    if known is not None and now - memory.discovered < DISCOVERY_SECONDS:
+        return known
+    memory.discovered = now
+    found = await rt.require_redis().discover_name(
+        connection, namespace=namespace, deployment=manifests.deployment_name(name)
+    )
+    if found is not None and found != known:
+        log.info("Workflow %s/%s: its workers run the workflow '%s'", namespace, name, found)
+        rt.names[(namespace, name)] = found
+        memory.graph_read = float("-inf")
+        return found
+    return known
+
+
+async def _graph(store: WorkflowStore, memory: WorkflowMemory, now: float) -> dict[str, Any] | None:
+    if memory.graph is None or now - memory.graph_read >= GRAPH_SECONDS:
+        memory.graph = await store.graph()
+        memory.graph_read = now
+    return memory.graph
+
+
+def graph_model(graph: dict[str, Any] | None) -> models.WorkflowGraph | None:
+    """The published graph as the status model; None if absent or not understood."""
+    if graph is None:
+        return None
+    try:
+        return models.WorkflowGraph.model_validate(graph)
+    except ValidationError as exc:
+        log.warning("the published graph does not fit the Workflow status: %s", exc)
+        return None
+
+
+def _ready_condition(
+    *, view: DeploymentView | None, desired: int, redis_error: str | None, generation: int | None
+) -> models.Condition:
+    if redis_error is not None:
+        return condition("Ready", False, "RedisUnavailable", redis_error, generation=generation)
+    if view is None:
+        return condition(
+            "Ready", False, "DeploymentPending", "creating the worker Deployment", generation=generation
+        )
+    if desired == 0:
+        return condition("Ready", True, "ScaledToZero", "no work: no worker runs", generation=generation)
+    message = f"{view.ready}/{desired} workers ready"
+    if view.ready >= desired:
+        return condition("Ready", True, "WorkersReady", message, generation=generation)
+    return condition("Ready", False, "WorkersStarting", message, generation=generation)
+
+
+async def reconcile_workflow(
+    rt: Runtime,
+    *,
+    body: Any,
+    spec: Any,
+    status: Any,
+    name: str,
+    namespace: str,
+    meta: Any,
+    patch: kopf.Patch,
+    memo: Any,
+) -> None:
+    """One reconciliation of a Workflow (the timer's body); never raises for expected failures."""
+    with rt.metrics.reconciling("workflow"):
+        now = time.monotonic()
+        generation = meta.get("generation")
+        memory = _memory(rt, memo, dict(status))
+        try:
+            parsed = models.WorkflowSpec.model_validate(dict(spec))
+        except ValidationError as exc:
+            ready = condition("Ready", False, "InvalidSpec", str(exc), generation=generation)
+            _patch_status(rt, memory, patch, {"conditions": [ready.to_body()]}, now=now)
+            return
+
+        redis_error: str | None = None
+        backlog: int | None = None
+        graph: dict[str, Any] | None = None
+        try:
+            connection = await _connection(rt, memory, parsed, namespace, now)
+            if parsed.redis is None:
+                rt.connections.pop((namespace, name), None)
+            else:
+                rt.connections[(namespace, name)] = connection
+            if parsed.redis is None and not memory.mirrored:
+                await _mirror_secret(rt, body, name, namespace)
+                memory.mirrored = True
+        except KubeError as exc:
+            rt.metrics.reconcile_errors.labels("workflow").inc()
+            _report(body, memory, "SecretFailed", str(exc))
+            ready = condition("Ready", False, "SecretUnavailable", str(exc), generation=generation)
+            _patch_status(
+                rt, memory, patch, {**memory.coalescer.sent, "conditions": [ready.to_body()]}, now=now
+            )
+            return
+        try:
+            code_name = await _discover(rt, memory, connection, name=name, namespace=namespace, now=now)
+            if code_name is not None:
+                store = rt.require_redis().store(connection, namespace=namespace, workflow=code_name)
+                graph = await _graph(store, memory, now)
+                backlog = await store.backlog()
+            else:
+                await rt.require_redis().ping(connection)
+                backlog = 0
+        except RedisUnavailable as exc:
+            redis_error = str(exc)
+
+        runs = rt.runs_of(namespace, name)
+        active = [
+            run for run in runs if run.phase is None or run.phase.value in ("Pending", "Running", "Suspended")
+        ]
+        unseeded = sum(
+            1 for run in active if not run.seeded and run.phase is not None and run.phase.value == "Pending"
+        )
+        unseeded += sum(1 for run in active if run.phase is None)
+        dname = manifests.deployment_name(name)
+        view = rt.deployments.get((namespace, dname))
+        current = (
+            view.spec_replicas
+            if view is not None and view.spec_replicas is not None
+            else memory.created_replicas
+        )
+        external = parsed.scaling.mode is models.ScalingMode.EXTERNAL
+        if external:
+            desired = parsed.replicas if parsed.replicas is not None else (current or 0)
+        else:
+            load = None if backlog is None else backlog + unseeded
+            desired = desired_workers(
+                parsed.scaling, load=load, current=current or 0, state=memory.scale, now=now
+            )
+        try:
+            initial = None if external and parsed.replicas is None else desired
+            view = await _ensure_deployment(
+                rt, memory, body, parsed, name=name, namespace=namespace, initial=initial
+            )
+            if (
+                view is not None
+                and view.spec_replicas != desired
+                and not (external and parsed.replicas is None)
+            ):
+                await rt.require_kube().patch_deployment(namespace, dname, {"spec": {"replicas": desired}})
+                log.info("Workflow %s/%s: %s -> %s workers", namespace, name, view.spec_replicas, desired)
+                view.spec_replicas = desired
+        except KubeError as exc:
+            rt.metrics.reconcile_errors.labels("workflow").inc()
+            _report(body, memory, "DeploymentFailed", str(exc))
+
+        ready_workers = view.ready if view is not None else 0
+        conditions = merge_conditions(
+            memory.coalescer.sent.get("conditions"),
+            [
+                _ready_condition(view=view, desired=desired, redis_error=redis_error, generation=generation),
+                condition(
+                    "RedisAvailable",
+                    redis_error is None,
+                    "Connected" if redis_error is None else "ConnectionFailed",
+                    redis_error or f"{connection.where()} answers",
+                    generation=generation,
+                ),
+            ],
+        )
+        new = models.WorkflowStatus(
+            conditions=conditions,
+            observed_generation=generation,
+            replicas=view.replicas if view is not None else 0,
+            selector=manifests.selector_string(name),
+            desired_workers=desired,
+            ready_workers=ready_workers,
+            ready=f"{ready_workers}/{desired}",
+            active_runs=sum(1 for run in active if run.seeded),
+            backlog=backlog if backlog is not None else memory.coalescer.sent.get("backlog"),
+            graph=graph_model(graph) if graph is not None else None,
+        ).to_body()
+        if graph is None and "graph" in memory.coalescer.sent:
+            new["graph"] = memory.coalescer.sent["graph"]  # keep the last known graph while Redis is away
+        _patch_status(rt, memory, patch, new, now=now)
+
+
+def _patch_status(
+    rt: Runtime, memory: WorkflowMemory, patch: kopf.Patch, status: dict[str, Any], *, now: float
+) -> None:
+    changes = memory.coalescer.due(status, now=now)
+    if changes:
+        patch.status.update(changes)
+        memory.coalescer.mark_sent(status, now=now)
+        rt.metrics.status_patches.labels("workflow").inc()
+
+
+def _report(body: Any, memory: WorkflowMemory, reason: str, message: str) -> None:
+    """Log and post a warning Event, once per distinct message."""
+    if memory.last_error != message:
+        memory.last_error = message
+        log.warning("%s: %s", reason, message)
+        kopf.warn(body, reason=reason, message=message)
