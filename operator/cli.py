@@ -5,18 +5,19 @@ extra is installed. It reads :class:`~.settings.OperatorSettings` from the envir
 configures logging, registers the handlers on a fresh registry and runs kopf until SIGTERM:
 cluster-wide, or in ``FLOXIDE_OPERATOR_NAMESPACE`` only, with kopf's liveness endpoint
 (``/healthz``) and the operator's ``/metrics``.
+
+kopf and the operator's modules are imported when the command runs, not when ``floxide`` starts.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import kopf
 import typer
 
-from . import handlers
-from .settings import OperatorSettings
+if TYPE_CHECKING:
+    from .settings import OperatorSettings
 
 __all__ = ["configure_logging", "kopf_options", "register", "run"]
 
@@ -27,6 +28,8 @@ def configure_logging(settings: OperatorSettings) -> None:
     kopf's per-object lines below WARNING ("Timer ... succeeded", once per run per second) are
     shown only at DEBUG.
     """
+    import kopf
+
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(debug=settings.log_level == "DEBUG", log_format=log_format, log_prefix=True)
     level = logging.getLevelName(settings.log_level)
@@ -46,6 +49,11 @@ def kopf_options(settings: OperatorSettings) -> dict[str, Any]:
 
 def run() -> None:
     """Run the operator until it is stopped (SIGINT, SIGTERM)."""
+    import kopf
+
+    from . import handlers
+    from .settings import OperatorSettings
+
     settings = OperatorSettings.from_environment()
     configure_logging(settings)
     registry = kopf.OperatorRegistry()
@@ -58,11 +66,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("operator")
     def operator() -> None:
-        """Run the Kubernetes operator (kopf): Workflows get workers, WorkflowRuns get run.
+        """Run the Kubernetes operator: Workflows get worker pods, WorkflowRuns get run.
 
-        Settings come from the environment: FLOXIDE_REDIS_URL, FLOXIDE_REDIS_PASSWORD,
-        FLOXIDE_OPERATOR_NAMESPACE, FLOXIDE_OPERATOR_REDIS_SECRET, FLOXIDE_OPERATOR_PEERING_NAME,
-        FLOXIDE_OPERATOR_METRICS_PORT, FLOXIDE_LOG_FORMAT, FLOXIDE_LOG_LEVEL and more (see
-        docs/operations.md).
+        Settings come from the environment (FLOXIDE_REDIS_URL, FLOXIDE_OPERATOR_NAMESPACE,
+        FLOXIDE_OPERATOR_PEERING_NAME, ...; see docs/operations.md).
         """
         run()
