@@ -22,7 +22,7 @@ from pydantic_core import to_jsonable_python
 from floxide.context import CancelToken, WorkflowCtx
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.protocols import Backend, Commit
-from floxide.errors import FloxideError, InputError
+from floxide.errors import FloxideError
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
 from floxide.workitem import WorkItem
@@ -151,7 +151,9 @@ async def process_claim(
     try:
         value = workflow.load_input(item.node, item.payload)
         context = workflow.load_context(state.context)
-    except InputError as exc:
+    except Exception as exc:
+        # InputError, or a type no validator can be built for: the same on every delivery, so
+        # the item fails now, with its error (a crash would only be re-delivered, then lost)
         await backend.fail(claim, _record(item, exc, permanent=True))
         return "failed"
     ctx: WorkflowCtx[Any] = WorkflowCtx(context, cancel_token=cancel_token)
