@@ -244,6 +244,8 @@ class Workers:
         self.default_url = default_url
         self.marks = marks
         self.started: list[WorkerProcess] = []
+        self.focus: str | None = None
+        """Only the logs of workers of this target are reported (a pool shared by tests)."""
 
     @staticmethod
     def command(
@@ -355,6 +357,8 @@ class Workers:
     def logs(self) -> str:
         parts = []
         for n, worker in enumerate(self.started, start=1):
+            if self.focus is not None and self.focus not in worker.command:
+                continue
             status = "running" if worker.alive() else f"exited {worker.process.returncode}"
             command = re.sub(r"://[^@/]*@", "://***@", " ".join(worker.command[2:]))  # no passwords
             parts.append(f"--- worker {n} (pid {worker.pid}, {status}): {command}\n")
@@ -386,7 +390,8 @@ def workers(
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     report = yield
-    pool = getattr(item, "funcargs", {}).get("workers")
-    if report.failed and isinstance(pool, Workers) and pool.started:
-        report.sections.append((f"worker logs ({report.when})", pool.logs()))
+    if report.failed:
+        for pool in getattr(item, "funcargs", {}).values():
+            if isinstance(pool, Workers) and pool.started:
+                report.sections.append((f"worker logs ({report.when})", pool.logs()))
     return report

@@ -8,7 +8,8 @@ Cases:
   connection promotes it), is not handed out before its time, then comes back with attempt 2;
 * fail: an item that fails for good is recorded in ``errors`` (permanent), dead-lettered,
   kept for a retry, counted, and fails the run with a message naming the node and error;
-  ``retry`` (Failed -> Running) re-queues it with attempt 1 and clears the run's error;
+  ``retry`` (Failed -> Running) re-queues it with attempt 1 and clears the run's error; an
+  input no validator can be built for fails its item at once (no crash, no re-delivery);
 * park/drop: a paused run parks the items it meets and the successors of steps that commit
   meanwhile, resume re-queues them; a cancelled run drops its parked items, its items and the
   successors of in-flight commits; an item of a deleted run is dropped;
@@ -21,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Annotated
+from collections.abc import Sized
+from typing import Annotated, Any, Generic, TypeVar
 
 import pytest
 from pydantic import BaseModel
@@ -31,6 +33,7 @@ from floxide import (
     FloxideError,
     Merge,
     NextAll,
+    Node,
     NotStarted,
     RetryPolicy,
     Workflow,
@@ -99,6 +102,23 @@ async def boom(n: int) -> int:
 breaking = Workflow(
     "breaking", start=prep, edges=[edge(prep, boom)], retry={boom: RetryPolicy(max_attempts=1)}
 )
+
+
+S = TypeVar("S", bound=Sized)
+
+
+class Measure(Node[S, int], Generic[S]):
+    async def process(self, ctx: WorkflowCtx[Any], input: S) -> int:
+        return len(input)
+
+
+@node
+async def make(n: int) -> str:
+    return "x" * n
+
+
+measure = Measure[str]().named("measure")
+unloadable = Workflow("unloadable", start=make, edges=[edge(make, measure)])
 
 
 async def dead_letters(backend: object) -> list[dict[str, str]]:
@@ -222,6 +242,21 @@ async def test_a_failed_item_fails_the_run_and_a_retry_resumes_it(make_backend: 
     assert (metrics.nodes["prep"].completed, metrics.nodes["boom"].completed) == (1, 1)
     with pytest.raises(FloxideError, match="only a Failed run"):
         await orchestrator.retry("r")
+
+
+async def test_an_input_that_cannot_be_loaded_fails_at_once(make_backend: BackendFactory) -> None:
+    backend = make_backend("unloadable")
+    await start_run(unloadable, backend, 3, run_id="r")
+    [claim] = await backend.queue.claim("c", count=1, block=0)
+    assert await process_claim(unloadable, backend, claim) == "committed"
+    [claim] = await backend.queue.claim("c", count=1, block=0)
+    assert await process_claim(unloadable, backend, claim) == "failed"  # no crash, no re-delivery
+    info = await backend.runs.get("r")
+    assert info is not None and info.status is RunStatus.FAILED
+    assert info.error is not None and info.error.startswith(
+        "node 'measure' failed: PydanticSchemaGenerationError"
+    )
+    assert await backend.queue.backlog() == (0, 0)
 
 
 # -- park and drop -------------------------------------------------------------------------------------
