@@ -322,6 +322,25 @@ class Workers:
         finally:
             await client.aclose()
 
+    def start_shared(
+        self, targets: Sequence[str], *, url: str, count: int = 2, concurrency: int = 4, lease: float = 2.0
+    ) -> None:
+        """Start ``count`` workers of each target, all at once, and wait for them (for module-scoped pools).
+
+        Synchronous: it waits in an event loop of its own, outside any test's.
+        """
+        waits = []
+        for target in targets:
+            command = self.command(target, url=url, namespace=NAMESPACE, concurrency=concurrency, lease=lease)
+            pids = [self.spawn(command).pid for _ in range(count)]
+            waits.append((KeySpace(NAMESPACE, load_workflow(target).name), pids))
+
+        async def ready() -> None:
+            for keys, pids in waits:
+                await self.wait_ready(keys, Redis.from_url(url, decode_responses=True), pids, timeout=150)
+
+        asyncio.run(ready())
+
     def by_pid(self, pid: int) -> WorkerProcess:
         return next(w for w in self.started if w.pid == pid)
 
@@ -373,6 +392,29 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory.mkdir()
     monkeypatch.setenv("FLOXIDE_TEST_MARKS", str(directory))
     return directory
+
+
+@pytest.fixture(scope="module")
+def shared_workers(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    """Worker processes for a whole module (start them with :meth:`Workers.start_shared`).
+
+    The server is flushed once, before; the module's tests must not flush it (use
+    ``shared_redis``), so each uses run ids of its own.
+    """
+    redis_server.flushall()
+    pool = Workers(
+        tmp_path_factory.mktemp("workers"), lambda: redis_server.url, tmp_path_factory.mktemp("marks")
+    )
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+async def shared_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of the session server that does not flush it (for tests on ``shared_workers``)."""
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,7 +33,6 @@ from redis.asyncio import Redis
 from floxide import NodeFailed, Workflow
 from floxide.distributed import DistributedOrchestrator, RunStatus
 from floxide.redis import RedisBackend
-from floxide.redis.keys import KeySpace
 from tests.redis.conftest import NAMESPACE, RedisServer, Workers
 
 pytestmark = [pytest.mark.timeout(180)]  # (the first test also waits for 32 processes to start)
@@ -84,31 +82,10 @@ GENERICS_BUG = (
 
 
 @pytest.fixture(scope="module")
-def example_workers(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+def example_workers(shared_workers: Workers, redis_server: RedisServer) -> Workers:
     """Two worker processes per example, started together once for the module (start-up is the slow part)."""
-    redis_server.flushall()
-    pool = Workers(
-        tmp_path_factory.mktemp("example-workers"), lambda: redis_server.url, tmp_path_factory.mktemp("marks")
-    )
-    waits = []
-    for name in CASES:
-        command = pool.command(
-            f"examples.{name}:workflow", url=redis_server.url, namespace=NAMESPACE, concurrency=4, lease=2.0
-        )
-        pids = [pool.spawn(command).pid for _ in range(2)]
-        waits.append((KeySpace(NAMESPACE, importlib.import_module(f"examples.{name}").workflow.name), pids))
-
-    async def ready() -> None:
-        for keys, pids in waits:
-            await pool.wait_ready(
-                keys, Redis.from_url(redis_server.url, decode_responses=True), pids, timeout=150
-            )
-
-    try:
-        asyncio.run(ready())
-        yield pool
-    finally:
-        pool.stop_all()
+    shared_workers.start_shared([f"examples.{name}:workflow" for name in CASES], url=redis_server.url)
+    return shared_workers
 
 
 @pytest.mark.parametrize(
@@ -119,18 +96,11 @@ def example_workers(redis_server: RedisServer, tmp_path_factory: pytest.TempPath
     ],
 )
 async def test_an_example_runs_the_same_distributed(
-    name: str, example_workers: Workers, redis_server: RedisServer
+    name: str, example_workers: Workers, shared_redis: Redis
 ) -> None:
     example_workers.focus = f"examples.{name}:workflow"
     workflow: Workflow[Any, Any] = importlib.import_module(f"examples.{name}").workflow
-    redis = Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        await check_example(name, workflow, redis)
-    finally:
-        await redis.aclose()
-
-
-async def check_example(name: str, workflow: Workflow[Any, Any], redis: Redis) -> None:
+    redis = shared_redis
     backend = RedisBackend(redis, workflow.name, namespace=NAMESPACE, context_type=workflow.context_type)
     orchestrator = DistributedOrchestrator(workflow, backend)
     inputs = CASES[name]
