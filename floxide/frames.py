@@ -49,19 +49,27 @@ class FrameTable:
     live: dict[str, int] = field(default_factory=lambda: {ROOT: 0})
     parents: dict[str, Scope] = field(default_factory=dict)
     inbox: dict[str, dict[str, list[tuple[int, str, Any]]]] = field(default_factory=dict)
+    joins: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def seed(self, count: int = 1) -> None:
         """Count the run's first items in the root frame."""
         self.live[ROOT] = self.live.get(ROOT, 0) + count
 
     def commit(
-        self, item_id: str | int, scope: Scope, children: int, arrivals: list[Arrival], fan_out: bool
+        self,
+        item_id: str | int,
+        scope: Scope,
+        children: int,
+        arrivals: list[Arrival],
+        fan_out: bool,
+        joins: tuple[str, ...] = (),
     ) -> tuple[str | None, list[Fired], bool]:
         """Account for a finished item that produced ``children`` items and ``arrivals``.
 
         Returns the frame the step opened (its children's scopes are ``scope`` plus
         ``(frame, i)``; ``None``: they keep ``scope``), the joins that fired, and whether
-        the run has no live work left.
+        the run has no live work left. ``joins`` are the joins that close an opened frame:
+        they fire even if nothing reached them (with ``[]``).
         """
         frame = scope[-1][0] if scope else ROOT
         if not fan_out and not arrivals:
@@ -77,6 +85,8 @@ class FrameTable:
         if fan_out:
             opened = f"f:{item_id}"
             self.parents[opened] = scope
+            if joins:
+                self.joins[opened] = joins
             self.live[opened] = children
             self.live[frame] += 1
             for position, arrival in enumerate(arrivals):
@@ -104,15 +114,16 @@ class FrameTable:
         while True:
             box = self.inbox.pop(frame, {})
             parent_scope = self.parents.pop(frame, ())
-            for node in sorted(box):
-                values = [value for _, _, value in sorted(box[node], key=lambda e: (e[0], e[1]))]
+            names = sorted(set(box) | set(self.joins.pop(frame, ())))
+            for node in names:
+                values = [value for _, _, value in sorted(box.get(node, []), key=lambda e: (e[0], e[1]))]
                 fired.append(Fired(node, values, parent_scope, f"j:{item_id}:{node}"))
             if frame == ROOT:
-                self.live[ROOT] = len(box)
+                self.live[ROOT] = len(names)
                 return fired
             del self.live[frame]
             parent = parent_scope[-1][0] if parent_scope else ROOT
-            self.live[parent] += len(box) - 1
+            self.live[parent] += len(names) - 1
             if self.live[parent] != 0:
                 return fired
             frame = parent
@@ -125,6 +136,7 @@ class FrameTable:
             "inbox": {
                 f: {n: [list(e) for e in entries] for n, entries in b.items()} for f, b in self.inbox.items()
             },
+            "joins": {f: list(names) for f, names in self.joins.items()},
         }
 
     @classmethod
@@ -137,4 +149,5 @@ class FrameTable:
                 f: {n: [(int(i), str(item), value) for i, item, value in entries] for n, entries in b.items()}
                 for f, b in data["inbox"].items()
             },
+            joins={f: tuple(names) for f, names in data.get("joins", {}).items()},
         )

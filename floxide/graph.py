@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from floxide.errors import GraphError
 from floxide.node import Node
-from floxide.typecheck import describe, is_assignable, type_hints
+from floxide.typecheck import describe, fans_out, is_assignable, type_hints
 
 __all__ = [
     "Case",
@@ -168,6 +168,12 @@ class NodeSpec:
     wants_failure: frozenset[str] = frozenset()
     retry: Any = None
     timeout: float | None = None
+    frame_joins: tuple[str, ...] = ()
+
+    @property
+    def successors(self) -> tuple[str, ...]:
+        """Every node this one's success or failure edges lead to."""
+        return (*self.targets, *(t for _, ts in self.cases for t in ts), *self.fallbacks)
 
     @property
     def is_terminal(self) -> bool:
@@ -211,6 +217,8 @@ def compile_graph(
         if seconds <= 0:
             raise GraphError(f"workflow '{name}': timeout of node '{_key_name(key)}' must be positive")
         specs[_known(name, specs, key, "timeouts")].timeout = seconds
+    for spec in specs.values():
+        spec.frame_joins = _frame_joins(specs, spec.name, set())
     if not any(s.is_terminal or any(not t for _, t in s.cases) for s in specs.values()):
         raise GraphError(f"workflow '{name}' has no terminal node: every node has successors")
     return Graph(start.name, specs, declared)
@@ -272,10 +280,8 @@ def _attach(name: str, specs: dict[str, NodeSpec], item: Edge) -> None:
 def _wants_failure(spec: NodeSpec) -> bool:
     tp = spec.input_type
     origin = get_origin(tp) or tp
-    return (
-        (isinstance(origin, type)
-        and issubclass(origin, Failure))
-        or (isinstance(tp, type) and issubclass(tp, Failure))
+    return (isinstance(origin, type) and issubclass(origin, Failure)) or (
+        isinstance(tp, type) and issubclass(tp, Failure)
     )
 
 
@@ -308,6 +314,34 @@ def _case_type(output_type: Any, case: Case) -> Any:
     if isinstance(case.payload, str):
         return type_hints(variant).get(case.payload, Any) if isinstance(variant, type) else Any
     return type_hints(case.payload).get("return", Any)
+
+
+def _frame_joins(specs: dict[str, NodeSpec], opener: str, seen: set[str]) -> tuple[str, ...]:
+    """The joins that close the fan-out frame a step of ``opener`` opens.
+
+    When the frame ends, each of them fires, with ``[]`` if no branch reached it (an empty
+    ``NextAll``, or branches that all ended elsewhere). Found by following the branches'
+    edges up to a join; a node that fans out again contributes the joins after its own.
+    """
+    found: list[str] = []
+    todo = [t for t in specs[opener].successors if t not in specs[opener].join_targets]
+    found += [t for t in specs[opener].targets if t in specs[opener].join_targets]
+    visited: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in visited or name in seen:
+            continue
+        visited.add(name)
+        spec = specs[name]
+        found += [t for t in spec.targets if t in spec.join_targets]
+        plain = [t for t in spec.successors if t not in spec.join_targets]
+        if fans_out(spec.node.return_hint) or len(spec.targets) > 1:
+            for inner in _frame_joins(specs, name, seen | {opener}):
+                todo.extend(t for t in specs[inner].successors if t not in specs[inner].join_targets)
+                found += [t for t in specs[inner].targets if t in specs[inner].join_targets]
+        else:
+            todo.extend(plain)
+    return tuple(sorted(set(found)))
 
 
 def _check_reachable(name: str, start: str, specs: dict[str, NodeSpec]) -> None:

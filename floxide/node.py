@@ -73,7 +73,12 @@ class Node(BaseModel, Generic[I, O]):
     @property
     def output_type(self) -> Any:
         """The type of the values this node sends on."""
-        return output_type_of(type_hints(type(self).process).get("return", Any))
+        return output_type_of(self.return_hint)
+
+    @property
+    def return_hint(self) -> Any:
+        """The annotated return type of the node's step (``NextAll[...]`` marks a fan-out)."""
+        return type_hints(type(self).process).get("return", Any)
 
     def invoker(self) -> Invoke:
         """The callable the engine awaits for each work item: ``(ctx, input)``."""
@@ -108,8 +113,8 @@ class FunctionNode(Node[Any, Any]):
         return _input_hint(self.function, skip=2 if self.takes_ctx else 1)
 
     @property
-    def output_type(self) -> Any:
-        return output_type_of(type_hints(self.function).get("return", Any))
+    def return_hint(self) -> Any:
+        return type_hints(self.function).get("return", Any)
 
     def invoker(self) -> Invoke:
         function = self.function

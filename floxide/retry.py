@@ -131,6 +131,10 @@ class RetryNode(Node[Any, Any]):
     def output_type(self) -> Any:
         return self.inner.output_type
 
+    @property
+    def return_hint(self) -> Any:
+        return self.inner.return_hint
+
 
 def with_retry(node: Node[Any, Any], policy: RetryPolicy) -> RetryNode:
     """Wrap ``node`` so that each step retries it under ``policy``."""

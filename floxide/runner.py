@@ -214,7 +214,10 @@ class Runner:
             children, arrivals = emits, []
         if not emits and not outcome.outputs:
             self.ended[item.node] = self.ended.get(item.node, 0) + 1
-        opened, fired, _ = self.frames.commit(item.seq, item.scope, len(children), arrivals, outcome.fan_out)
+        joins = self.workflow.graph.nodes[item.node].frame_joins if outcome.fan_out else ()
+        opened, fired, _ = self.frames.commit(
+            item.seq, item.scope, len(children), arrivals, outcome.fan_out, joins
+        )
         ready = self.ready
         if opened is None:
             for emit in children:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from floxide.transition import Abort, Hold, Next, NextAll
 
-__all__ = ["describe", "is_assignable", "output_type_of", "type_hints"]
+__all__ = ["describe", "fans_out", "is_assignable", "output_type_of", "type_hints"]
 
 _UNIONS = (Union, types.UnionType)
 _NUMERIC_WIDENING = {float: (int,), complex: (int, float)}
@@ -28,6 +28,13 @@ def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     except Exception:
         raw = getattr(fn, "__annotations__", {})
         return {name: (Any if isinstance(hint, str) else hint) for name, hint in raw.items()}
+
+
+def fans_out(return_hint: Any) -> bool:
+    """Whether a return annotation says the node may emit ``NextAll``."""
+    if return_hint is NextAll or get_origin(return_hint) is NextAll:
+        return True
+    return get_origin(return_hint) in _UNIONS and any(fans_out(arg) for arg in get_args(return_hint))
 
 
 def output_type_of(return_hint: Any) -> Any:

@@ -95,11 +95,14 @@ def child_id(parent: str, index: int) -> str:
     return hashlib.blake2b(f"{parent}/{index}".encode(), digest_size=10).hexdigest()
 
 
-def plan_commit(item: WorkItem, outcome: Outcome, seconds: float) -> Commit:
+def plan_commit(
+    item: WorkItem, outcome: Outcome, seconds: float, *, frame_joins: tuple[str, ...] = ()
+) -> Commit:
     """The commit of a successful step: successor items with their scopes, arrivals, outputs."""
     commit = Commit(item=item, seconds=seconds, changes=[c.to_json() for c in outcome.changes])
     opened = f"f:{item.item_id}" if outcome.fan_out else None
     commit.opened = opened
+    commit.frame_joins = frame_joins if opened else ()
     index = 0
     for emit in outcome.emits:
         if emit.join:
@@ -173,7 +176,7 @@ async def process_claim(
         assert outcome.error is not None
         await backend.fail(claim, _record(item, outcome.error, permanent=True))
         return "failed"
-    result = await backend.commit(claim, plan_commit(item, outcome, seconds))
+    result = await backend.commit(claim, plan_commit(item, outcome, seconds, frame_joins=spec.frame_joins))
     return "committed" if result == "ok" else result
 
 

@@ -169,7 +169,12 @@ class InMemoryBackend:
                 info.output, info.has_output = output, True
         arrivals = [Arrival(node, value) for node, value in commit.arrivals]
         _, fired, finished = run.frames.commit(
-            item.item_id, item.scope, len(commit.children), arrivals, commit.opened is not None
+            item.item_id,
+            item.scope,
+            len(commit.children),
+            arrivals,
+            commit.opened is not None,
+            commit.frame_joins,
         )
         successors = [
             *commit.children,

@@ -135,9 +135,9 @@ class Commit:
 
     ``children`` are new items; ``opened`` the fan-out frame they open (or ``None``);
     ``arrivals`` are ``(join node, value)`` pairs collected by the item's (or the opened)
-    frame; ``changes`` are context deltas (:meth:`floxide.merge.FieldChange.to_json`).
-    ``expected`` holds, for custom-merged fields, the value the merge was computed on: the
-    commit is refused if the stored value differs (the worker then merges again).
+    frame; ``changes`` are context deltas (:meth:`floxide.merge.FieldChange.to_json`);
+    ``frame_joins`` are the joins that close the opened frame (they fire even with no
+    arrival); ``ended`` says the step ended its branch without output (``Hold``).
     """
 
     item: WorkItem
@@ -148,6 +148,7 @@ class Commit:
     changes: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     ended: bool = False
+    frame_joins: tuple[str, ...] = ()
 
 
 class Backend(Protocol):

@@ -210,6 +210,7 @@ class RedisBackend:
             keys.ctx,
             keys.errors,
             keys.failed,
+            keys.fjoins,
         ]
         inboxes = [keys.inbox(frame) for frame in frames]
         custom = self.layout.custom_fields(commit.changes)
@@ -231,6 +232,7 @@ class RedisBackend:
                 *frames,
                 commit.opened or "",
                 json.dumps(item.scope),
+                ",".join(commit.frame_joins),
                 len(commit.children),
                 len(commit.children),
             ]

@@ -12,12 +12,14 @@
 -- KEYS[10] parked        list of items held while the run is paused or failed
 -- KEYS[11] ctx           hash context field -> JSON
 -- KEYS[12] errors, KEYS[13] failed: only expired with the run
--- KEYS[14 .. 13+F]       inbox hash of each frame of ARGV's frame list, in order
--- KEYS[14+F ..]          context keys of list/set/dict fields, referenced by index from ARGV ops
+-- KEYS[14] fjoins        hash frame_id -> comma-separated joins that fire when the frame closes
+-- KEYS[15 .. 14+F]       inbox hash of each frame of ARGV's frame list, in order
+-- KEYS[15+F ..]          context keys of list/set/dict fields, referenced by index from ARGV ops
 --
 -- ARGV (read in order): group, delivery, run_id, item_id, node, attempt, index, F, frame ids x F
 -- (outermost first; the item's own frame is the last unless an opened frame follows),
--- opened ("" for none), item scope JSON, children count, C, (node, item JSON) x C,
+-- opened ("" for none), item scope JSON, the opened frame's joins (comma-separated), children count,
+-- C, (node, item JSON) x C,
 -- A, (join node, value JSON) x A, O, output JSON x O, P, ops x P, now (ISO), seconds,
 -- ttl seconds, workflow name.
 -- An op is: kind, field, key index (into KEYS, 0 for none), n, then n values.
@@ -35,10 +37,11 @@ local frames, inbox = {}, {}
 for i = 1, nframes do
   local f = arg()
   frames[i] = f
-  inbox[f] = KEYS[13 + i]
+  inbox[f] = KEYS[14 + i]
 end
 local opened = arg()
 local item_scope = arg()
+local frame_joins = arg()
 local children = tonumber(arg())
 local succ = {}
 for i = 1, tonumber(arg()) do succ[i] = {arg(), arg()} end
@@ -113,6 +116,7 @@ if opened ~= '' then
   redis.call('HSET', KEYS[5], opened, children)
   redis.call('HSET', KEYS[6], opened, frame)
   redis.call('HSET', KEYS[7], opened, item_scope)
+  if frame_joins ~= '' then redis.call('HSET', KEYS[14], opened, frame_joins) end
   redis.call('HINCRBY', KEYS[5], frame, 1)
   for i, a in ipairs(arrivals) do
     redis.call('HSET', inbox[opened], a[1] .. '\31' .. pad(i - 1) .. '\31' .. item_id, a[2])
@@ -136,6 +140,12 @@ local function close(f)
       local name = string.match(entries[i], '^([^\31]*)\31')
       if not order[name] then order[name] = {}; names[#names + 1] = name end
       table.insert(order[name], {entries[i], entries[i + 1]})
+    end
+    if f ~= '' then
+      for name in string.gmatch(redis.call('HGET', KEYS[14], f) or '', '[^,]+') do
+        if not order[name] then order[name] = {}; names[#names + 1] = name end
+      end
+      redis.call('HDEL', KEYS[14], f)
     end
     table.sort(names)
     local parent_scope = '[]'

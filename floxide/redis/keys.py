@@ -114,6 +114,10 @@ class RunKeys:
     def fscope(self) -> str:
         return f"{self.base}:fscope"
 
+    @property
+    def fjoins(self) -> str:
+        return f"{self.base}:fjoins"
+
     def inbox(self, frame: str) -> str:
         """The join inbox of a fan-out frame (``""`` is the run itself)."""
         return f"{self.base}:inbox:{frame or 'root'}"
@@ -157,4 +161,5 @@ class RunKeys:
             self.parked,
             self.errors,
             self.failed,
+            self.fjoins,
         ]
