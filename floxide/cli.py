@@ -22,6 +22,7 @@ meant for them too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import json
@@ -453,7 +454,7 @@ def run(
     hint = ""
     if checkpoint is not None:
         hint = f"resume with: floxide resume {target} --checkpoint {checkpoint} --run-id {run_id}"
-    with reporter:
+    with reporter, contextlib.redirect_stdout(sys.stderr):
         outputs = _run_async(go(), verbose=verbose, hint=hint)
     _print_json(outputs if all_outputs else outputs[0])
 
@@ -474,7 +475,7 @@ def resume(
     except CliError as exc:
         _fail(exc, code=exc.code, verbose=verbose)
     reporter = ProgressReporter(workflow.name)
-    with reporter:
+    with reporter, contextlib.redirect_stdout(sys.stderr):
         output = _run_async(
             workflow.resume(store=store, run_id=run_id, on_progress=reporter.update), verbose=verbose
         )

@@ -123,6 +123,14 @@ def test_run_prints_json() -> None:
     assert (proc.returncode, proc.stdout) == (0, '"CustomerNotified"\n')
 
 
+def test_node_prints_stay_off_stdout() -> None:
+    """What nodes print goes to stderr: stdout carries only the JSON output."""
+    proc = floxide("run", "examples/split.py:workflow", "--input", "10", "--all")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [9, 10, 11]
+    assert "branch value = 10" in proc.stderr
+
+
 def test_installed_script() -> None:
     if not (Path(sys.executable).parent / "floxide").exists():
         pytest.skip("the floxide script is not installed next to this interpreter")
