@@ -405,14 +405,7 @@ class _Metrics:
         run = self._b._runs.get(run_id)
         if run is None:
             return RunMetrics()
-        nodes = {name: m.model_copy() for name, m in run.metrics.items()}
-        return RunMetrics(
-            total_work_items=sum(m.created for m in nodes.values()),
-            completed=sum(m.completed for m in nodes.values()),
-            failed=sum(m.failed for m in nodes.values()),
-            retries=sum(m.retries for m in nodes.values()),
-            nodes=nodes,
-        )
+        return RunMetrics.of_nodes({name: m.model_copy() for name, m in run.metrics.items()})
 
 
 class _Errors:

@@ -92,6 +92,17 @@ class RunMetrics(BaseModel):
     retries: int = 0
     nodes: dict[str, NodeMetrics] = Field(default_factory=dict)
 
+    @classmethod
+    def of_nodes(cls, nodes: dict[str, NodeMetrics]) -> RunMetrics:
+        """The run's totals over its nodes' counts."""
+        return cls(
+            total_work_items=sum(m.created for m in nodes.values()),
+            completed=sum(m.completed for m in nodes.values()),
+            failed=sum(m.failed for m in nodes.values()),
+            retries=sum(m.retries for m in nodes.values()),
+            nodes=nodes,
+        )
+
 
 class ErrorRecord(BaseModel):
     """One failure of one work item."""

@@ -634,13 +634,7 @@ class _Metrics:
             node, _, counter = key.rpartition(":")
             metrics = nodes.setdefault(node, NodeMetrics())
             setattr(metrics, counter, float(value) if counter == "seconds" else int(value))
-        return RunMetrics(
-            total_work_items=sum(m.created for m in nodes.values()),
-            completed=sum(m.completed for m in nodes.values()),
-            failed=sum(m.failed for m in nodes.values()),
-            retries=sum(m.retries for m in nodes.values()),
-            nodes=nodes,
-        )
+        return RunMetrics.of_nodes(nodes)
 
 
 class _Errors:
