@@ -28,7 +28,7 @@ from floxide.retry import RetryPolicy
 if TYPE_CHECKING:
     from floxide.workflow import Workflow
 
-__all__ = ["DEFAULT_RETRY", "DistributedWorker", "WorkerHooks", "worker_identity"]
+__all__ = ["DEFAULT_RETRY", "DistributedWorker", "WorkerHooks", "raise_if_cancelled", "worker_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,7 @@ class DistributedWorker:
                 raise
             except Exception:
                 log.warning("background task %s failed", getattr(action, "__name__", action), exc_info=True)
+            raise_if_cancelled()
 
     async def _heartbeat(self) -> None:
         health = WorkerHealth(
@@ -279,6 +280,18 @@ class DistributedWorker:
                 if token is not None:
                     token.cancel(reason)
                 task.cancel()
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop but the request got lost.
+
+    redis-py's asyncio client sometimes swallows the cancellation of a command cancelled
+    mid-read (seen with redis 8 on Python 3.11): without this check a periodic duty would
+    go on for ever, and ``run()`` would never return after a drain.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _fields(claim: Claim, **more: Any) -> dict[str, Any]:
