@@ -11,13 +11,15 @@ work stream, prune the run index) run side by side. The process stops on the fir
   cancel and release the rest for other workers; exit status 0;
 * the worker loop crashing, or a duty ending (a bug): drain the same way; exit status 1.
 
-A second signal while draining changes nothing: the drain is already bounded.
+A second signal while draining changes nothing: the drain is already bounded. SIGUSR1
+logs the stack of every asyncio task (where is a stuck worker waiting?).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -30,7 +32,7 @@ from floxide_worker.settings import Settings
 from redis.exceptions import RedisError
 
 from floxide.cli_distributed import safe_url
-from floxide.distributed.worker import DistributedWorker, worker_identity
+from floxide.distributed.worker import DistributedWorker, raise_if_cancelled, worker_identity
 from floxide.redis import RedisBackend
 from floxide.redis.index import RunIndex
 
@@ -119,9 +121,12 @@ class WorkerProcess:
         if self._stopping.is_set():
             self.worker.stop()
         loop = asyncio.get_running_loop()
-        handled = (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ()
-        for number in handled:
-            loop.add_signal_handler(number, self._on_signal, number)
+        handled: tuple[signal.Signals, ...] = ()
+        if self.handle_signals:
+            handled = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+            loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
+            loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
+            loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         server: web.AppRunner | None = None
         try:
             if s.worker.http_port:
@@ -188,7 +193,9 @@ class WorkerProcess:
         finally:
             for task in (work, *duties):
                 task.cancel()
-            await asyncio.wait_for(asyncio.gather(work, *duties, return_exceptions=True), timeout=5.0)
+            _, stuck = await asyncio.wait([work, *duties], timeout=5.0)
+            for task in stuck:
+                log.error("task %s did not stop within 5s", task.get_name())
 
     async def _ping(self, client: Redis) -> None:
         answering = True
@@ -204,23 +211,30 @@ class WorkerProcess:
                 if not answering:
                     log.info("Redis answers again")
                 answering = True
+            raise_if_cancelled()
             await asyncio.sleep(PING_SECONDS)
 
     async def _maintain(self, backend: RedisBackend, index: RunIndex) -> None:
+        every = self.settings.worker.trim_seconds
         while True:
-            await asyncio.sleep(self.settings.worker.trim_seconds)
+            await asyncio.sleep(every)
             try:
                 trimmed = await backend.trim()
                 pruned = await index.prune(self.workflow.name)
             except (RedisError, OSError) as exc:
-                log.warning(
-                    "trimming the work stream failed (next try in %gs): %s",
-                    self.settings.worker.trim_seconds,
-                    exc,
-                )
-                continue
-            if trimmed or pruned:
-                log.debug("trimmed %d stream entries, pruned %d run index entries", trimmed, pruned)
+                log.warning("trimming the work stream failed (next try in %gs): %s", every, exc)
+            else:
+                if trimmed or pruned:
+                    log.debug("trimmed %d stream entries, pruned %d run index entries", trimmed, pruned)
+            raise_if_cancelled()
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: log the stack of every asyncio task (to see where a stuck worker waits)."""
+    for task in asyncio.all_tasks():
+        stream = io.StringIO()
+        task.print_stack(file=stream)
+        log.warning("task %s:\n%s", task.get_name(), stream.getvalue().rstrip())
 
 
 async def _guard(name: str, function: Callable[..., Awaitable[None]], *args: Any) -> None:
