@@ -77,8 +77,7 @@ class FrameTable:
             self.live[frame] = live
             if live:
                 return None, [], False
-            fired = self._close(frame, item_id)
-            return None, fired, self.live.get(ROOT, 0) == 0
+            return None, self._close(frame, item_id), self.live.get(ROOT, 0) == 0
         index = scope[-1][1] if scope else 0
         opened: str | None = None
         closing: list[str] = []

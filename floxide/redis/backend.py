@@ -142,8 +142,7 @@ class RedisBackend:
         _check_id(run.run_id)
         await self.ensure_group()
         keys = self.run_keys(run.run_id)
-        fixed = [keys.info, self.keys.stream, keys.frames, keys.items, keys.metrics, self.keys.runs, keys.ctx]
-        extra, ops = flatten_ops(self.layout.seed_ops(context), keys, len(fixed))
+        fixed = [keys.info, self.keys.stream, keys.frames, keys.items, keys.metrics, self.keys.runs]
         argv = [
             run.run_id,
             self.workflow,
@@ -153,10 +152,12 @@ class RedisBackend:
             str(int(run.created_at.timestamp() * 1000)),
             _iso(run.created_at),
             _iso(run.deadline) if run.deadline else "",
-            "" if context is None else self._context_keys(keys),
-            *ops,
         ]
-        created = await self.scripts.start(keys=[*fixed, *extra], args=argv)
+        async with self.client.pipeline(transaction=True) as pipe:
+            await self.scripts.start(keys=fixed, args=argv, client=pipe)
+            if context is not None:
+                await self._seed_context(keys, context, client=pipe)
+            created = (await pipe.execute())[0]
         await record_run(self.client, self.keys, run.run_id)
         return bool(created)
 
@@ -177,18 +178,17 @@ class RedisBackend:
             return StepInput(None, None)
         context = self.layout.assemble(keys, replies[1:]) if self.layout.model else None
         if self.layout.model is not None and ready != "1":
-            context = await self._seed_context(keys)
+            await self._seed_context(keys, self.layout.model().model_dump(mode="json"))
+            context = await self.contexts.get(item.run_id)
         moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
         return StepInput(RunStatus(status), context, moment, interrupt == "1")
 
-    async def _seed_context(self, keys: RunKeys) -> dict[str, Any] | None:
-        assert self.layout.model is not None
-        defaults = self.layout.model().model_dump(mode="json")
-        extra, ops = flatten_ops(self.layout.seed_ops(defaults), keys, 2)
+    async def _seed_context(self, keys: RunKeys, context: dict[str, Any], *, client: Any = None) -> None:
+        """Store a run's initial context unless it has one already (``seed_context.lua``)."""
+        extra, ops = flatten_ops(self.layout.seed_ops(context), keys, 2)
         await self.scripts.seed_context(
-            keys=[keys.info, keys.ctx, *extra], args=[self._context_keys(keys), *ops]
+            keys=[keys.info, keys.ctx, *extra], args=[self._context_keys(keys), *ops], client=client
         )
-        return await self.contexts.get(keys.base.rpartition(":run:")[2])
 
     async def commit(self, claim: Claim, commit: Commit) -> str:
         item = commit.item

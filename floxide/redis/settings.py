@@ -7,6 +7,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["RedisSettings"]
 
@@ -35,6 +38,10 @@ class RedisSettings(BaseSettings):
             "socket_connect_timeout": self.connect_timeout,
             "health_check_interval": 15,
             "retry_on_timeout": False,
+            # a connection Redis dropped (a restart, a failover) is re-opened and the command
+            # sent again, a few times with backoff; Redis.from_url alone would not retry at all
+            "retry": Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), 4),
+            "retry_on_error": [RedisConnectionError],
             "decode_responses": True,
         }
         url = self.url
