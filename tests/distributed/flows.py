@@ -189,9 +189,9 @@ async def attempt(ctx: WorkflowCtx[Any], n: int) -> str:
 
 
 FRAGILE_RETRY = RetryPolicy(
-    max_attempts=3, initial_backoff=0.4, max_backoff=5.0, strategy=BackoffStrategy.EXPONENTIAL
+    max_attempts=3, initial_backoff=0.8, max_backoff=5.0, strategy=BackoffStrategy.EXPONENTIAL
 )
-"""Waits of 0.4 s, then 0.8 s: long enough to see the item wait in the delayed queue."""
+"""Waits of 0.8 s, then 1.6 s: long enough to see the item wait in the delayed queue."""
 
 fragile: Workflow[int, str] = Workflow(
     "fragile", start=prepare, edges=[edge(prepare, attempt)], retry={attempt: FRAGILE_RETRY}

@@ -265,10 +265,11 @@ class Workers:
         count: int = 2,
         concurrency: int = 4,
         lease: float = 2.0,
+        drain: float = 5.0,
         url: str | None = None,
         namespace: str = NAMESPACE,
         ready: bool = True,
-        timeout: float = 30.0,
+        timeout: float = 60.0,
         env: dict[str, str] | None = None,
         client: Callable[[], Redis] | None = None,
     ) -> list[WorkerProcess]:
@@ -278,7 +279,9 @@ class Workers:
         heartbeats (default: one for ``url``).
         """
         url = url or self.default_url()
-        command = self.command(target, url=url, namespace=namespace, concurrency=concurrency, lease=lease)
+        command = self.command(
+            target, url=url, namespace=namespace, concurrency=concurrency, lease=lease, drain=drain
+        )
         new = [self.spawn(command, env) for _ in range(count)]
         if ready:
             name = load_workflow(target).name

@@ -7,7 +7,8 @@ Cases:
   never shows in the settings' repr; a worker process given the password in its
   ``--redis`` URL runs a workflow to completion;
 * the client's options: the socket timeout exceeds the longest blocking read, ``rediss://``
-  uses a TLS connection with the CA file, ``tls_insecure`` skips verification;
+  uses a TLS connection with the CA file, ``tls_insecure`` skips verification; a client
+  outlives a restart of the server (its dropped connection is re-opened);
 * a real TLS server (``--tls-port``, a self-signed certificate made here with
   ``cryptography``): ``rediss://`` with the CA connects, ``tls_insecure`` connects, an
   unverified certificate and plain ``redis://`` are refused; a worker process reaches it
@@ -17,6 +18,7 @@ Cases:
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -121,6 +123,27 @@ async def test_client_options() -> None:
     finally:
         for client in (plain, tls, insecure):
             await client.aclose()
+
+
+async def test_a_client_outlives_a_server_restart(aof_redis: RedisServer) -> None:
+    client = RedisSettings(url=aof_redis.url).client()
+    try:
+        await client.set("kept", "1")
+        await asyncio.to_thread(aof_redis.stop)
+
+        async def start_later() -> None:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(aof_redis.start)
+
+        restarting = asyncio.ensure_future(start_later())
+        try:  # sent while the server is down: the connection is re-opened, the command re-sent
+            assert await client.get("kept") == "1"
+        finally:
+            await restarting
+        options = client.connection_pool.connection_kwargs
+        assert options["retry"].get_retries() == 4 and not options["retry_on_timeout"]
+    finally:
+        await client.aclose()
 
 
 # -- a real TLS server ---------------------------------------------------------------------------------
