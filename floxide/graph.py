@@ -218,7 +218,8 @@ def compile_graph(
             raise GraphError(f"workflow '{name}': timeout of node '{_key_name(key)}' must be positive")
         specs[_known(name, specs, key, "timeouts")].timeout = seconds
     for spec in specs.values():
-        spec.frame_joins = _frame_joins(specs, spec.name, set())
+        if _opens_frames(spec):
+            spec.frame_joins = _frame_joins(specs, spec.name, set())
     if not any(s.is_terminal or any(not t for _, t in s.cases) for s in specs.values()):
         raise GraphError(f"workflow '{name}' has no terminal node: every node has successors")
     return Graph(start.name, specs, declared)
@@ -316,6 +317,11 @@ def _case_type(output_type: Any, case: Case) -> Any:
     return type_hints(case.payload).get("return", Any)
 
 
+def _opens_frames(spec: NodeSpec) -> bool:
+    """Whether the node's steps can open a fan-out frame (``NextAll``, or several targets)."""
+    return fans_out(spec.node.return_hint) or len(spec.targets) > 1 or any(len(t) > 1 for _, t in spec.cases)
+
+
 def _frame_joins(specs: dict[str, NodeSpec], opener: str, seen: set[str]) -> tuple[str, ...]:
     """The joins that close the fan-out frame a step of ``opener`` opens.
 
@@ -335,7 +341,7 @@ def _frame_joins(specs: dict[str, NodeSpec], opener: str, seen: set[str]) -> tup
         spec = specs[name]
         found += [t for t in spec.targets if t in spec.join_targets]
         plain = [t for t in spec.successors if t not in spec.join_targets]
-        if fans_out(spec.node.return_hint) or len(spec.targets) > 1:
+        if _opens_frames(spec):
             for inner in _frame_joins(specs, name, seen | {opener}):
                 todo.extend(t for t in specs[inner].successors if t not in specs[inner].join_targets)
                 found += [t for t in specs[inner].targets if t in specs[inner].join_targets]

@@ -10,6 +10,8 @@ Cases:
   the inner results in order;
 * multi-step branches are joined when their last step ends;
 * a held branch contributes nothing; the join still fires with the others' values;
+* an empty fan-out (``NextAll([])``), or one whose branches all hold, fires its join with
+  ``[]``; so does an empty inner fan-out of a nested one;
 * independent runs of one workflow do not mix their joins;
 * a join's values are validated as the join node's input (``list[int]`` of ints).
 """
@@ -166,3 +168,47 @@ async def test_join_values_are_validated() -> None:
 
     workflow = Workflow("w", start=spread, edges=[edge(spread, anything), join(anything, numbers)])
     assert await workflow.run(4) == 6  # "0".."3" validated (lax) as ints
+
+
+async def test_empty_fan_out_fires_join_with_nothing() -> None:
+    @node
+    async def total(values: list[int]) -> int:
+        return sum(values)
+
+    workflow = Workflow("empty", start=spread, edges=[join(spread, total)])
+    assert await workflow.run(0) == 0
+    assert await workflow.run(4) == 6
+
+
+async def test_all_branches_held_fire_join_with_nothing() -> None:
+    @node
+    async def drop(i: int) -> Transition[int]:
+        return Hold()
+
+    workflow = Workflow("held", start=spread, edges=[edge(spread, drop), join(drop, collect)])
+    assert await workflow.run(3) == []
+
+
+async def test_empty_inner_fan_out_of_nested_fan_outs() -> None:
+    @node
+    async def inner(n: int) -> NextAll[int]:
+        return NextAll(list(range(n)))
+
+    @node
+    async def one(i: int) -> int:
+        return 1
+
+    @node
+    async def count(values: list[int]) -> int:
+        return len(values)
+
+    @node
+    async def counts(values: list[int]) -> list[int]:
+        return values
+
+    workflow = Workflow(
+        "nested-empty",
+        start=spread,
+        edges=[edge(spread, inner), edge(inner, one), join(one, count), join(count, counts)],
+    )
+    assert await workflow.run(4) == [0, 1, 2, 3]
