@@ -369,7 +369,7 @@ async def reconcile_run(
         ]
         new.conditions = merge_conditions(memory.coalescer.sent.get("conditions"), changed)
         _publish(rt, memory, body, patch, new, uid=uid, now=now)
-        await _expire(rt, memory, body, parsed, new, name=name, namespace=namespace)
+        await _expire(rt, memory, body, parsed, new, shown=phase_in(previous), name=name, namespace=namespace)
 
 
 def _rejected(phase: Phase, message: str) -> models.WorkflowRunStatus:
@@ -418,12 +418,18 @@ async def _expire(
     spec: models.WorkflowRunSpec,
     status: models.WorkflowRunStatus,
     *,
+    shown: Phase | None,
     name: str,
     namespace: str,
 ) -> None:
-    """Delete a finished run once ``ttlSecondsAfterFinished`` has passed (its Redis data first)."""
+    """Delete a finished run once ``ttlSecondsAfterFinished`` has passed (its Redis data first).
+
+    ``shown`` is the phase the resource showed when this tick began.
+    """
     if spec.ttl_seconds_after_finished is None or status.phase not in FINISHED or status.finished_at is None:
         return
+    if shown is not status.phase:
+        return  # the end of the run shows in the resource before the TTL removes it
     if datetime.now(UTC) < status.finished_at + timedelta(seconds=spec.ttl_seconds_after_finished):
         return
     try:

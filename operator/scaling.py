@@ -79,6 +79,7 @@ def desired_workers(
             return 0
         recommended = min(max(spec.min_workers, 1), spec.max_workers)
     window = now - spec.scale_down_stabilization_seconds
-    state.history = [r for r in state.history if r.at > window or r.at == now]
+    state.history = [r for r in state.history if r.at > window]
     state.history.append(Recommendation(now, recommended))
-    return max(r.workers for r in state.history)
+    highest = max(r.workers for r in state.history)  # also from before a change of the bounds
+    return min(max(highest, spec.min_workers), spec.max_workers)

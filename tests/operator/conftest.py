@@ -2,7 +2,8 @@
 operator (short intervals), and the kubelet that runs real worker processes.
 
 ``cluster`` is the usual entry point: it prepares everything but the operator, which a test
-starts with ``async with operator(kmock):`` (so that it can also restart it).
+starts with ``async with operator(cluster.kmock):`` (so that it can also restart it). When the
+test is over, every status patch the operator sent is checked against the CRD schema.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kopfharness import (
     Emulator,
     Kubelet,
     RedisServer,
+    contract_violations,
     register_resources,
     write_kubeconfig,
 )
@@ -120,6 +122,7 @@ async def cluster(
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(kubelet.logs())  # the workers' side of a failure
+    assert contract_violations(kmock) == [], "a status patch breaks the CRD schema"
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

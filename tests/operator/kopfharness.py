@@ -21,6 +21,7 @@ import base64
 import contextlib
 import datetime
 import itertools
+import logging
 import os
 import random
 import shutil
@@ -44,6 +45,9 @@ import pytest
 import redis as sync_redis
 import yaml
 from kopf.testing import KopfRunner
+from redis.asyncio import Redis
+
+from floxide.redis import RedisBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = sorted((ROOT / "crds").glob("*.yaml"))
@@ -55,6 +59,7 @@ WORKFLOWS = f"{GROUP}/{VERSION}/workflows"
 RUNS = f"{GROUP}/{VERSION}/workflowruns"
 DEPLOYMENTS = "apps/v1/deployments"
 SECRETS = "v1/secrets"
+CONFIG_MAPS = "v1/configmaps"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
@@ -73,10 +78,19 @@ class Unprocessable(kmock.KubernetesError):
 class Emulator(kmock.KubernetesEmulator):
     """KMock with the server-side metadata a real apiserver adds (TESTING-KOPF.md, pitfall 6)."""
 
+    @property
+    def arrivals(self) -> dict[int, float]:
+        """When each request arrived (wall clock), by request id."""
+        if "_arrivals" not in self.__dict__:
+            self.__dict__["_arrivals"] = {}
+        arrivals: dict[int, float] = self.__dict__["_arrivals"]
+        return arrivals
+
     def _next_version(self) -> str:
         return str(next(_VERSIONS))
 
     async def _handle(self, request: kmock.Request) -> Any:
+        self.arrivals[request.id] = time.time()
         if request.resource is not None and isinstance(request.data, dict | list):
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 meta = request.data.setdefault("metadata", {})
@@ -178,7 +192,9 @@ class Api:
         return path
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        async with getattr(self.k, method)(path, **kwargs) as response:
+        # One connection per request: a kept-alive one would keep a server task past the test.
+        headers = {"Connection": "close"}
+        async with getattr(self.k, method)(path, headers=headers, **kwargs) as response:
             body: dict[str, Any] = await response.json()
             assert response.status < 300, f"{method.upper()} {path}: {response.status} {body}"
             return body
@@ -214,6 +230,14 @@ class Api:
             if kind == wanted and namespace == self.namespace and not obj.deleted
         ]
 
+    def events(self, name: str) -> list[tuple[str, str, str]]:
+        """The Events posted about ``name``: (type, reason, message), in order."""
+        return [
+            (event.get("type", ""), event.get("reason", ""), event.get("message", ""))
+            for r in self.requests("POST", "v1/events")
+            if (event := r.data or {}).get("involvedObject", {}).get("name") == name
+        ]
+
     def requests(self, method: str, resource: str, *, subresource: str | None = None) -> list[kmock.Request]:
         wanted = self.k.resource(resource)
         return [
@@ -223,6 +247,37 @@ class Api:
             and r.resource == wanted
             and r.subresource == subresource
         ]
+
+
+def workflow_manifest(
+    name: str = "examples", entrypoint: str = "examples.branching:workflow", **spec: Any
+) -> dict[str, Any]:
+    """A Workflow in the test namespace; scaling starts from zero and scales down at once."""
+    scaling = {
+        "minWorkers": 0,
+        "maxWorkers": 2,
+        "scaleDownStabilizationSeconds": 0,
+        **spec.pop("scaling", {}),
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Workflow",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"image": "floxide-examples:0.1.0", "entrypoint": entrypoint, "scaling": scaling, **spec},
+    }
+
+
+def run_manifest(name: str, input: Any = None, workflow: str = "examples", **spec: Any) -> dict[str, Any]:
+    """A WorkflowRun in the test namespace (``input=None`` leaves the input out)."""
+    body: dict[str, Any] = {"workflow": workflow, **spec}
+    if input is not None:
+        body["input"] = input
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkflowRun",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": body,
+    }
 
 
 async def eventually(
@@ -242,6 +297,48 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+# -- the status contract ----------------------------------------------------------------------
+
+
+def _without_nulls(value: Any) -> Any:
+    """A merge patch's content without its deletions (``null`` removes a field; it is not a value)."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+def status_patches(emulator: kmock.KubernetesEmulator) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every status patch sent to a Workflow or a WorkflowRun: (kind, name, status)."""
+    kinds = {emulator.resource(WORKFLOWS): "Workflow", emulator.resource(RUNS): "WorkflowRun"}
+    return [
+        (kinds[r.resource], str(r.name), dict(r.data.get("status") or {}))
+        for r in list(emulator)
+        if str(r.method).upper().endswith("PATCH")
+        and r.resource in kinds
+        and r.subresource == "status"
+        and isinstance(r.data, dict)
+    ]
+
+
+def contract_violations(emulator: kmock.KubernetesEmulator) -> list[str]:
+    """Why the apiserver would refuse or prune a status patch the operator sent (the CRD contract).
+
+    KMock stores anything; a real apiserver validates against the CRD schema and prunes unknown
+    fields. ``test_crds.refusals`` stands in for it.
+    """
+    from test_crds import refusals, run, workflow
+
+    logging.getLogger("celpy").setLevel(logging.WARNING)  # kopf's --verbose made the root logger DEBUG
+    manifests = {"Workflow": workflow(), "WorkflowRun": run()}
+    problems = []
+    for kind, name, status in status_patches(emulator):
+        for refusal in refusals({**manifests[kind], "status": _without_nulls(status)}):
+            problems.append(f"{kind} {name}: {refusal}")
+    return problems
+
+
 # -- Redis -------------------------------------------------------------------------------------
 
 
@@ -255,10 +352,20 @@ def free_port() -> int:
             return port
 
 
-class RedisServer:
-    """A private redis-server without persistence, on a free port; stoppable and restartable."""
+@contextlib.asynccontextmanager
+async def redis_backend(url: str, workflow: str) -> AsyncIterator[RedisBackend]:
+    """A backend of ``workflow`` (its name in the code) in the test namespace, as the workers use it."""
+    client = Redis.from_url(url, decode_responses=True)
+    try:
+        yield RedisBackend(client, workflow, namespace=NAMESPACE)
+    finally:
+        await client.aclose()
 
-    def __init__(self, directory: Path) -> None:
+
+class RedisServer:
+    """A private redis-server on a free port, without persistence unless ``durable``; restartable."""
+
+    def __init__(self, directory: Path, *, durable: bool = False) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             if IN_CI:
@@ -267,6 +374,9 @@ class RedisServer:
         self.executable = executable
         self.directory = directory
         self.port = free_port()
+        self.persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -276,8 +386,8 @@ class RedisServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [
-            self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-            "no", "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
+            self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *self.persistence,
+            "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
