@@ -1,0 +1,69 @@
+"""Prometheus metrics of the worker, as a ``WorkerHooks``.
+
+Cases:
+* every result counts in ``floxide_work_items_total{workflow,node,result}``; steps that ran
+  are timed; retries and dead letters have their own counters;
+* the in-progress gauge follows claims and results;
+* the backlog gauges follow ``on_backlog``;
+* no run or item id ever becomes a label.
+"""
+
+from __future__ import annotations
+
+from floxide_worker.metrics import PrometheusHooks
+from prometheus_client.parser import text_string_to_metric_families
+
+from floxide.distributed.models import Claim
+from floxide.workitem import WorkItem
+
+
+def claim(node: str, n: int) -> Claim:
+    return Claim(
+        item=WorkItem(run_id=f"run-{n}", item_id=f"item-{n}", node=node, payload=None), delivery=f"{n}-0"
+    )
+
+
+def samples(hooks: PrometheusHooks) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(hooks.exposition().decode()):
+        for sample in family.samples:
+            if sample.name.startswith("floxide_"):
+                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_results_durations_retries_and_dead_letters() -> None:
+    hooks = PrometheusHooks("orders")
+    for n, (node, result, seconds) in enumerate(
+        [("charge", "committed", 0.2), ("charge", "committed", 0.4), ("charge", "retrying", 0.1),
+         ("ship", "failed", 1.5), ("ship", "parked", 0.0)]
+    ):  # fmt: skip
+        c = claim(node, n)
+        hooks.on_claim(c)
+        hooks.on_result(c, result, seconds)
+    got = samples(hooks)
+    wf = ("workflow", "orders")
+    assert got[("floxide_work_items_total", (("node", "charge"), ("result", "committed"), wf))] == 2
+    assert got[("floxide_work_items_total", (("node", "charge"), ("result", "retrying"), wf))] == 1
+    assert got[("floxide_work_items_total", (("node", "ship"), ("result", "failed"), wf))] == 1
+    assert got[("floxide_step_duration_seconds_count", (("node", "charge"), wf))] == 3
+    assert abs(got[("floxide_step_duration_seconds_sum", (("node", "charge"), wf))] - 0.7) < 1e-9
+    assert got[("floxide_step_duration_seconds_count", (("node", "ship"), wf))] == 1  # parked: not run
+    assert got[("floxide_retries_total", (("node", "charge"), wf))] == 1
+    assert got[("floxide_dead_lettered_total", (("node", "ship"), wf))] == 1
+    labels = {value for _, pairs in got for _, value in pairs}
+    assert not any(value.startswith(("run-", "item-")) for value in labels)
+
+
+def test_in_progress_and_backlog_gauges() -> None:
+    hooks = PrometheusHooks("orders")
+    first, second = claim("charge", 1), claim("charge", 2)
+    hooks.on_claim(first)
+    hooks.on_claim(second)
+    hooks.on_backlog(7, 3)
+    got = samples(hooks)
+    assert got[("floxide_steps_in_progress", (("workflow", "orders"),))] == 2
+    assert got[("floxide_queue_lag", (("workflow", "orders"),))] == 7
+    assert got[("floxide_queue_pending", (("workflow", "orders"),))] == 3
+    hooks.on_result(first, "committed", 0.1)
+    assert samples(hooks)[("floxide_steps_in_progress", (("workflow", "orders"),))] == 1
