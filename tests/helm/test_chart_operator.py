@@ -49,7 +49,6 @@ def test_operator_environment() -> None:
     env = {item["name"]: item for item in container["env"]}
     values = {name: item.get("value") for name, item in env.items() if "value" in item}
     assert values == {
-        "FLOXIDE_KEY_PREFIX": "floxide",
         "FLOXIDE_LOG_FORMAT": "json",
         "FLOXIDE_LOG_LEVEL": "INFO",
         "FLOXIDE_OPERATOR_NAMESPACE": "",
@@ -65,7 +64,6 @@ def test_operator_environment() -> None:
 
 def test_operator_settings_follow_values() -> None:
     _, container = _operator(
-        keyPrefix="team-a",
         **{
             "logging.format": "text",
             "logging.level": "DEBUG",
@@ -74,7 +72,6 @@ def test_operator_settings_follow_values() -> None:
         },
     )
     env = {item["name"]: item.get("value") for item in container["env"]}
-    assert env["FLOXIDE_KEY_PREFIX"] == "team-a"
     assert env["FLOXIDE_LOG_FORMAT"] == "text" and env["FLOXIDE_LOG_LEVEL"] == "DEBUG"
     assert env["FLOXIDE_OPERATOR_METRICS_PORT"] == "9191"
     assert env["FLOXIDE_OPERATOR_WORKER_SERVICE_ACCOUNT"] == "runner"
@@ -139,7 +136,7 @@ def test_helm_test_pod_submits_a_small_run() -> None:
     assert container["args"] == ["submit", "examples.branching:workflow", "--input", "42", "--wait"]
     env = {item["name"]: item for item in container["env"]}
     assert env["FLOXIDE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "fx-floxide-redis-connection"
-    assert env["FLOXIDE_KEY_PREFIX"]["value"] == "floxide"
+    assert env["FLOXIDE_NAMESPACE"]["value"] == NAMESPACE  # where the example Workflow's workers are
 
 
 def test_helm_test_pod_can_be_turned_off() -> None:
