@@ -29,16 +29,14 @@ from floxide_worker.logs import StepContext
 from floxide_worker.metrics import PrometheusHooks
 from floxide_worker.probes import Probes, start_server
 from floxide_worker.settings import Settings
-from redis.exceptions import RedisError
 
 from floxide.cli_distributed import safe_url
 from floxide.distributed.worker import DistributedWorker, raise_if_cancelled, worker_identity
 from floxide.redis import RedisBackend
-from floxide.redis.index import RunIndex
+from floxide.redis.index import UNAVAILABLE, RunIndex
 
 if TYPE_CHECKING:
     from aiohttp import web
-    from redis.asyncio import Redis
 
     from floxide.distributed.protocols import Backend
     from floxide.workflow import Workflow
@@ -52,6 +50,8 @@ BLOCK = 1.0
 
 PING_SECONDS = 2.0
 """Seconds between the pings that keep readiness fresh (``/readyz`` wants one within 10 s)."""
+
+PING_ERRORS: tuple[type[Exception], ...] = (*UNAVAILABLE, TimeoutError)
 
 
 class WorkerProcess:
@@ -157,7 +157,7 @@ class WorkerProcess:
                 await backend.client.ping()
                 self.probes.pong()
                 await backend.publish_graph(self.workflow.describe())
-            except (RedisError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 log.warning(
                     "Redis at %s does not answer (%s); retrying in %.1fs", safe_url(self.settings.redis.url),
                     exc, delay,
@@ -174,7 +174,7 @@ class WorkerProcess:
         assert self.worker is not None
         work = asyncio.create_task(self.worker.run(), name="worker")
         duties = [
-            asyncio.create_task(_guard("redis-ping", self._ping, backend.client), name="redis-ping"),
+            asyncio.create_task(_guard("redis-ping", self._ping, backend), name="redis-ping"),
             asyncio.create_task(_guard("maintenance", self._maintain, backend, index), name="maintenance"),
         ]
         self.probes.tasks = [work, *duties]
@@ -197,12 +197,12 @@ class WorkerProcess:
             for task in stuck:
                 log.error("task %s did not stop within 5s", task.get_name())
 
-    async def _ping(self, client: Redis) -> None:
+    async def _ping(self, backend: RedisBackend) -> None:
         answering = True
         while True:
             try:
-                await asyncio.wait_for(client.ping(), PING_SECONDS)
-            except (RedisError, OSError, TimeoutError) as exc:
+                await asyncio.wait_for(backend.client.ping(), PING_SECONDS)
+            except PING_ERRORS as exc:
                 if answering:
                     log.warning("Redis does not answer: %s", exc or type(exc).__name__)
                 answering = False
@@ -221,7 +221,7 @@ class WorkerProcess:
             try:
                 trimmed = await backend.trim()
                 pruned = await index.prune(self.workflow.name)
-            except (RedisError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 log.warning("trimming the work stream failed (next try in %gs): %s", every, exc)
             else:
                 if trimmed or pruned:

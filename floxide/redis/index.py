@@ -26,10 +26,15 @@ from redis.exceptions import RedisError
 from floxide.errors import FloxideError, NotStarted
 from floxide.redis.keys import REGISTRY, KeySpace
 
-__all__ = ["INDEX", "AmbiguousRun", "RedisUnavailable", "RunIndex", "record_run"]
+__all__ = ["INDEX", "UNAVAILABLE", "AmbiguousRun", "RedisUnavailable", "RunIndex", "record_run"]
 
 INDEX = "floxide:run-index"
 """Hash ``<namespace>/<run id>`` -> workflow name, written when a run starts (see above)."""
+
+
+UNAVAILABLE: tuple[type[Exception], ...] = (RedisError, OSError)
+"""What a Redis command raises when Redis cannot be reached or refuses it (for code outside
+this package, which does not import ``redis``: ``except UNAVAILABLE``)."""
 
 
 class RedisUnavailable(FloxideError):
@@ -57,7 +62,7 @@ class RunIndex:
         """Check Redis answers; :class:`RedisUnavailable` naming ``where`` if it does not."""
         try:
             await self.client.ping()
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise RedisUnavailable(f"cannot reach Redis at {where}: {_reason(exc)}") from exc
 
     async def workflows(self) -> list[str]:
