@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from floxide.distributed.execution import seed_run
 from floxide.distributed.models import RunInfo, RunMetrics, RunStatus, WorkerHealth
 from floxide.errors import NotStarted
 from floxide.redis import RedisBackend, RedisSettings
-from floxide.redis.index import AmbiguousRun, RedisUnavailable, RunIndex
+from floxide.redis.index import UNAVAILABLE, AmbiguousRun, RedisUnavailable, RunIndex
 from floxide.redis.keys import KeySpace
 
 __all__ = [
@@ -56,7 +54,7 @@ class Connection:
 async def _guard(connection: Connection) -> AsyncIterator[None]:
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except UNAVAILABLE as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise RedisUnavailable(f"Redis at {connection.where()}: {reason}") from exc
 
@@ -70,10 +68,10 @@ class Redises:
             default.url, default.password.get_secret_value() if default.password else None
         )
         self.ttl = ttl
-        self._clients: dict[Connection, Redis] = {}
+        self._clients: dict[Connection, Any] = {}  # redis.asyncio.Redis, from RedisSettings.client()
         self._stores: dict[tuple[Connection, str, str], WorkflowStore] = {}
 
-    def client(self, connection: Connection | None = None) -> Redis:
+    def client(self, connection: Connection | None = None) -> Any:
         """The client of ``connection`` (default: the operator's own Redis)."""
         connection = connection or self.default
         client = self._clients.get(connection)
