@@ -51,8 +51,6 @@ from floxide.errors import AlreadyCompleted, FloxideError, InputError, NotStarte
 from floxide.runner import Progress
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from floxide.distributed.protocols import Backend
     from floxide.redis import RedisBackend, RedisSettings
     from floxide.redis.index import RunIndex
@@ -138,7 +136,6 @@ def namespace_setting(namespace: str | None) -> str:
 class Session:
     """An open connection to Redis in one namespace."""
 
-    client: Redis
     namespace: str
     index: RunIndex
 
@@ -146,7 +143,7 @@ class Session:
         """The backend of one workflow (without a context type: enough to watch and steer runs)."""
         from floxide.redis import RedisBackend
 
-        return RedisBackend(self.client, workflow, namespace=self.namespace, context_type=context_type)
+        return RedisBackend(self.index.client, workflow, namespace=self.namespace, context_type=context_type)
 
     async def locate(self, run_id: str, workflow: str | None) -> RedisBackend:
         """The backend of the workflow ``run_id`` belongs to (``workflow`` if given)."""
@@ -168,7 +165,7 @@ async def connect(settings: RedisSettings, namespace: str, *, block: float = 0.0
     try:
         index = RunIndex(client, namespace)
         await index.ping(safe_url(settings.url))
-        yield Session(client, namespace, index)
+        yield Session(namespace, index)
     finally:
         await client.aclose()
 
