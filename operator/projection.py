@@ -185,8 +185,10 @@ def project_run(view: RunView, *, now: datetime) -> models.WorkflowRunStatus:
         completed_items=info.items_done,
         total_items=info.items_total,
         nodes=counts,
-        started_at=started,
-        finished_at=info.finished_at if phase in FINISHED else None,
+        started_at=started.replace(microsecond=0),
+        finished_at=info.finished_at.replace(microsecond=0)
+        if phase in FINISHED and info.finished_at
+        else None,
         duration=format_duration((end - started).total_seconds()),
         message=_message(view, phase, counts),
         error=short(info.error, ERROR_LENGTH) if info.error and phase is not Phase.SUCCEEDED else None,

@@ -301,13 +301,13 @@ async def _status(
             new.observed_retry_generation = memory.observed_retry
         else:
             new = models.WorkflowRunStatus.model_validate(previous)
-        changed.append(condition("RedisAvailable", True, "Connected", "", generation=generation))
+        changed.append(condition("RedisAvailable", True, "Connected", "Redis answers", generation=generation))
     except Reject as rejection:
         new = _rejected(rejection.phase, rejection.message)
         changed.append(
             condition("Accepted", False, rejection.reason, rejection.message, generation=generation)
         )
-        changed.append(condition("RedisAvailable", True, "Connected", "", generation=generation))
+        changed.append(condition("RedisAvailable", True, "Connected", "Redis answers", generation=generation))
     except RedisUnavailable as exc:
         new = models.WorkflowRunStatus.model_validate(previous)
         new.phase = new.phase or Phase.PENDING
@@ -363,7 +363,7 @@ async def reconcile_run(
                 "Suspended",
                 suspended,
                 "Suspended" if suspended else "NotSuspended",
-                "spec.suspend is true" if suspended else "",
+                f"spec.suspend is {'true' if parsed.suspend else 'false'}",
                 generation=generation,
             ),
         ]

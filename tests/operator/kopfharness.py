@@ -230,12 +230,13 @@ class Api:
             if kind == wanted and namespace == self.namespace and not obj.deleted
         ]
 
-    def events(self, name: str) -> list[tuple[str, str, str]]:
-        """The Events posted about ``name``: (type, reason, message), in order."""
+    def events(self, name: str, kind: str = "WorkflowRun") -> list[tuple[str, str, str]]:
+        """The Events posted about the ``kind`` named ``name``: (type, reason, message), in order."""
         return [
             (event.get("type", ""), event.get("reason", ""), event.get("message", ""))
             for r in self.requests("POST", "v1/events")
-            if (event := r.data or {}).get("involvedObject", {}).get("name") == name
+            if (about := (event := r.data or {}).get("involvedObject", {})).get("name") == name
+            and about.get("kind") == kind
         ]
 
     def requests(self, method: str, resource: str, *, subresource: str | None = None) -> list[kmock.Request]:
