@@ -154,14 +154,24 @@ class Commit:
 class Backend(Protocol):
     """One storage technology: the queue, the stores, and the atomic operations on them."""
 
-    workflow: str
-    queue: WorkQueue
-    contexts: ContextStore
-    runs: RunInfoStore
-    metrics: MetricsStore
-    errors: ErrorStore
-    liveness: LivenessStore
-    items: WorkItemStateStore
+    @property
+    def workflow(self) -> str:
+        """The workflow whose runs this backend stores."""
+
+    @property
+    def queue(self) -> WorkQueue: ...
+    @property
+    def contexts(self) -> ContextStore: ...
+    @property
+    def runs(self) -> RunInfoStore: ...
+    @property
+    def metrics(self) -> MetricsStore: ...
+    @property
+    def errors(self) -> ErrorStore: ...
+    @property
+    def liveness(self) -> LivenessStore: ...
+    @property
+    def items(self) -> WorkItemStateStore: ...
 
     async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
         """Create the run and enqueue its first item, once: ``False`` if the run exists."""

@@ -150,6 +150,7 @@ class DistributedWorker:
                 log.info("released unfinished for other workers", extra=_fields(claim, result="released"))
 
     async def _claim_loop(self) -> None:
+        failing = False
         while not self._stopping.is_set():
             while len(self._inflight) >= self.concurrency and not self._stopping.is_set():
                 self._slot_freed.clear()
@@ -159,10 +160,17 @@ class DistributedWorker:
                 break
             try:
                 claims = await self.backend.queue.claim(self.worker_id, count=free, block=self.block)
-            except Exception:
-                log.exception("claiming work failed; retrying in 1s")
+            except Exception as exc:
+                if not failing:
+                    log.exception("claiming work failed; retrying every second")
+                else:
+                    log.warning("claiming work still fails: %s", exc)
+                failing = True
                 await asyncio.sleep(1.0)
                 continue
+            if failing:
+                log.info("claiming work again")
+                failing = False
             for claim in claims:
                 self._start(claim)
         await self.drain(self.drain_grace)
@@ -190,24 +198,26 @@ class DistributedWorker:
         for hook in self.hooks:
             _safely(hook.on_claim, claim)
         started = time.perf_counter()
+        result: StepResult = "crashed"
         try:
             result = await process_claim(
                 self.workflow, self.backend, claim, retry=self.retry, cancel_token=token
             )
         except asyncio.CancelledError:
-            if token.is_set:
-                await self.backend.set_aside(claim, keep=token.reason != "cancelled")
-                result = "cancelled"
-            else:
+            if not token.is_set:
+                result = "released"
                 raise
-        self.processed += 1
-        if result in ("failed", "retrying"):
-            self.errors += 1
-        seconds = time.perf_counter() - started
-        fields = _fields(claim, result=result, seconds=round(seconds, 6))
-        log.info("%s in %.3fs", result, seconds, extra=fields)
-        for hook in self.hooks:
-            _safely(hook.on_result, claim, result, seconds)
+            await self.backend.set_aside(claim, keep=token.reason != "cancelled")
+            result = "cancelled"
+        finally:
+            self.processed += 1
+            if result in ("failed", "retrying", "crashed"):
+                self.errors += 1
+            seconds = time.perf_counter() - started
+            fields = _fields(claim, result=result, seconds=round(seconds, 6))
+            log.info("%s in %.3fs", result, seconds, extra=fields)
+            for hook in self.hooks:
+                _safely(hook.on_result, claim, result, seconds)
         return result
 
     # -- background duties -----------------------------------------------------------------------
