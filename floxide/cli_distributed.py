@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, Field, ValidationError
@@ -51,7 +51,6 @@ from floxide.errors import AlreadyCompleted, FloxideError, InputError, NotStarte
 from floxide.runner import Progress
 
 if TYPE_CHECKING:
-    from floxide.distributed.protocols import Backend
     from floxide.redis import RedisBackend, RedisSettings
     from floxide.redis.index import RunIndex
     from floxide.workflow import Workflow
@@ -382,7 +381,7 @@ def submit(
 
         async with connect(settings, ns) as session:
             backend = session.backend(workflow.name, context_type=workflow.context_type)
-            orchestrator = DistributedOrchestrator(workflow, cast("Backend", backend))
+            orchestrator = DistributedOrchestrator(workflow, backend)
             started.append(await orchestrator.start_run(value, run_id=run_id))
             if not wait:
                 return None
@@ -714,7 +713,7 @@ def run_distributed(
 
         async with connect(settings, ns) as session:
             backend = session.backend(workflow.name, context_type=workflow.context_type)
-            orchestrator = DistributedOrchestrator(workflow, cast("Backend", backend))
+            orchestrator = DistributedOrchestrator(workflow, backend)
             processes = _spawn_workers(target, settings.url, ns, count, verbose=verbose)
             try:
                 started.append(await orchestrator.start_run(value, run_id=run_id))

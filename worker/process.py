@@ -23,7 +23,7 @@ import io
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from floxide_worker.logs import StepContext
 from floxide_worker.metrics import PrometheusHooks
@@ -38,7 +38,6 @@ from floxide.redis.index import UNAVAILABLE, RunIndex
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from floxide.distributed.protocols import Backend
     from floxide.workflow import Workflow
 
 __all__ = ["BLOCK", "WorkerProcess"]
@@ -109,7 +108,7 @@ class WorkerProcess:
         )
         self.worker = DistributedWorker(
             self.workflow,
-            cast("Backend", backend),
+            backend,
             worker_id=self.worker_id,
             concurrency=s.worker.concurrency,
             lease=s.worker.lease_seconds,
