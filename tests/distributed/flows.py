@@ -13,6 +13,8 @@ how often node code ran, while the run's context and metrics show what was commi
   function (compare-and-set in Redis), joined by ``summary``.
 * ``fragile``: ``prepare -> attempt``; ``attempt`` fails (retried with backoff through the
   delayed queue) until the file ``switch-on`` exists in the marks directory.
+
+``EXAMPLE_CASES`` are the inputs each example of ``examples/`` is run with distributed.
 """
 
 from __future__ import annotations
@@ -195,4 +197,37 @@ FRAGILE_RETRY = RetryPolicy(
 
 fragile: Workflow[int, str] = Workflow(
     "fragile", start=prepare, edges=[edge(prepare, attempt)], retry={attempt: FRAGILE_RETRY}
+)
+
+
+# -- the examples' inputs ------------------------------------------------------------------------
+
+
+def order(item: str, quantity: int = 1) -> dict[str, Any]:
+    return {"order_id": f"ORD-{item}", "item": item, "quantity": quantity}
+
+
+EXAMPLE_CASES: dict[str, list[Any]] = {
+    "terminal_node": [7],
+    "node_config": [3],
+    "branching": [5, 42, 10],
+    "split": [10],
+    "merge": [10],
+    "batch": [[1, 2, 3, 4, 5], [1, 2]],
+    "error_fallback": [None],
+    "retry": ["flaky call"],
+    "retry_declared": [None],
+    "orders": [order("Laptop"), order("FailPayment"), order("RetryStock"), order("Laptop", quantity=0)],
+    "nested": [5],
+    "generics": [123],
+    "sum_branches": [100],
+    "countdown": [{"steps": 3, "delay": 0.01}],
+    "article": ["Rust Programming Language"],
+    "dot_export": [2, 3, -1],
+}
+
+
+GENERICS_BUG = (
+    "BarNode[str]'s input type is still the TypeVar S (bound=Sized): Workflow.load_input cannot build a "
+    "validator for it, so the item fails (floxide/node.py and floxide/workflow.py, outside this tier)"
 )

@@ -83,7 +83,7 @@ def by_item(marks: list[Mark]) -> dict[str, list[Mark]]:
 async def test_a_worker_killed_mid_step(redis: Redis, workers: Workers, marks: Path) -> None:
     await workers.start(FANOUT, count=2, concurrency=2, lease=2.0)
     fanout = orchestrator_for(redis, flows.fanout)
-    run_id = await fanout.start_run(flows.Job(count=6, seconds=2.5))
+    run_id = await fanout.start_run(flows.Job(count=4, seconds=2.5))
 
     async def first_start() -> Mark | None:
         starts = read_marks(marks, run_id, "start")
@@ -97,14 +97,14 @@ async def test_a_worker_killed_mid_step(redis: Redis, workers: Workers, marks: P
 
     info = await fanout.wait_for_completion(run_id, timeout=60)
     assert info.status is RunStatus.COMPLETED, info.error
-    assert info.output == {"values": list(range(6)), "total": 6}
-    assert (await fanout.context(run_id)).total == 6  # committed once per item
+    assert info.output == {"values": list(range(4)), "total": 4}
+    assert (await fanout.context(run_id)).total == 4  # committed once per item
     metrics = await fanout.metrics(run_id)
-    assert (metrics.nodes["work"].created, metrics.nodes["work"].completed) == (6, 6)
-    assert info.items_done == info.items_total == 8
+    assert (metrics.nodes["work"].created, metrics.nodes["work"].completed) == (4, 4)
+    assert info.items_done == info.items_total == 6
 
     items = by_item(read_marks(marks, run_id))
-    assert len(items) == 6
+    assert len(items) == 4
     for item_id, item_marks in items.items():
         starts = [m for m in item_marks if m.event == "start"]
         ends = [m for m in item_marks if m.event == "end"]
@@ -156,7 +156,7 @@ async def test_redis_restarts_between_steps(aof_redis: RedisServer, workers: Wor
     redis = RedisSettings(url=aof_redis.url).client()  # as the operator and the CLI connect
     try:
         chain = orchestrator_for(redis, countdown.workflow)
-        run_id = await chain.start_run(countdown.Countdown(steps=8, delay=0.25))
+        run_id = await chain.start_run(countdown.Countdown(steps=6, delay=0.25))
 
         async def two_steps() -> bool:
             return (await chain.metrics(run_id)).nodes["tick"].completed >= 2
@@ -166,10 +166,10 @@ async def test_redis_restarts_between_steps(aof_redis: RedisServer, workers: Wor
         assert (await chain.run(run_id)).status is RunStatus.RUNNING  # the AOF kept the run
         info = await chain.wait_for_completion(run_id, timeout=60)
         assert info.status is RunStatus.COMPLETED, info.error
-        assert info.output == 8
+        assert info.output == 6
         metrics = await chain.metrics(run_id)
-        assert (metrics.nodes["tick"].created, metrics.nodes["tick"].completed) == (8, 8)
-        assert info.items_done == info.items_total == 8
+        assert (metrics.nodes["tick"].created, metrics.nodes["tick"].completed) == (6, 6)
+        assert info.items_done == info.items_total == 6
         assert all(w.alive() for w in started)
     finally:
         await redis.aclose()
@@ -181,7 +181,7 @@ async def test_redis_restarts_between_steps(aof_redis: RedisServer, workers: Wor
 async def test_pause_holds_a_run_until_resumed(redis: Redis, workers: Workers) -> None:
     await workers.start("examples.countdown:workflow", count=2)
     chain = orchestrator_for(redis, countdown.workflow)
-    run_id = await chain.start_run(countdown.Countdown(steps=10, delay=0.2))
+    run_id = await chain.start_run(countdown.Countdown(steps=6, delay=0.2))
 
     async def two_steps() -> bool:
         return (await chain.metrics(run_id)).nodes["tick"].completed >= 2
@@ -207,12 +207,12 @@ async def test_pause_holds_a_run_until_resumed(redis: Redis, workers: Workers) -
         )
         assert await chain.backend.queue.backlog() == (0, 0)
         await asyncio.sleep(0.1)
-    assert 2 <= held.items_done < 10
+    assert 2 <= held.items_done < 6
 
     assert await chain.resume(run_id) is RunStatus.RUNNING
     info = await chain.wait_for_completion(run_id, timeout=60)
-    assert info.status is RunStatus.COMPLETED and info.output == 10
-    assert (await chain.metrics(run_id)).nodes["tick"].completed == 10
+    assert info.status is RunStatus.COMPLETED and info.output == 6
+    assert (await chain.metrics(run_id)).nodes["tick"].completed == 6
 
 
 async def test_cancel_interrupts_and_drops(redis: Redis, workers: Workers, marks: Path) -> None:
