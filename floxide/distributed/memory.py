@@ -254,15 +254,11 @@ class InMemoryBackend:
         if not due:
             return 0
         self._delayed = [entry for entry in self._delayed if entry[0] > now]
-        for _, raw in sorted(due):
-            item = WorkItem.model_validate_json(raw)
+        for _, raw in sorted(due):  # the item stays WaitingRetry until a worker runs it (as in Redis)
             self._sequence += 1
             delivery = f"{self._sequence}-0"
             self._entries[delivery] = _Entry(raw)
             self._new.append(delivery)
-            run = self._runs.get(item.run_id)
-            if run is not None:
-                run.mark(item, ItemStatus.QUEUED)
         self._notify()
         return len(due)
 
