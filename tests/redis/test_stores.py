@@ -17,7 +17,7 @@ Cases:
 * liveness: heartbeats are listed, replaced by newer ones, expire after their ttl, and are
   removed on shutdown;
 * work-item states: Queued -> Running -> Completed, children Queued, WaitingRetry with the
-  next attempt, Failed; unknown items are ``None``;
+  next attempt (until a worker runs it), Failed; unknown items are ``None``;
 * outputs: every terminal output in commit order, the run's output is the first one.
 """
 
@@ -343,7 +343,14 @@ async def test_item_states_of_retries_and_failures(make_backend: BackendFactory)
     assert await worker.run_once() == "retrying"
     state = await backend.items.get("r", "root")
     assert state is not None and (state.status, state.attempt) == (ItemStatus.WAITING_RETRY, 2)
-    await backend.promote_due()
+    assert await backend.promote_due() == 1
+    state = await backend.items.get("r", "root")  # due, back in the queue: waiting for a worker
+    assert state is not None and (state.status, state.attempt) == (ItemStatus.WAITING_RETRY, 2)
+    [claim] = await backend.queue.claim("c", count=1, block=0)
+    await backend.step_input(claim)
+    state = await backend.items.get("r", "root")
+    assert state is not None and (state.status, state.attempt) == (ItemStatus.RUNNING, 2)
+    await backend.queue.release("c", [claim])
     assert await worker.run_once() == "failed"
     state = await backend.items.get("r", "root")
     assert state is not None and (state.status, state.attempt) == (ItemStatus.FAILED, 2)
