@@ -12,11 +12,9 @@ import base64
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,6 +23,7 @@ from kopfharness import (
     NAMESPACE,
     SECRETS,
     Api,
+    Cluster,
     Emulator,
     Kubelet,
     RedisServer,
@@ -70,16 +69,6 @@ def redis_url(redis_server: RedisServer) -> str:
 def kmock_options() -> dict[str, Any]:
     """KMock with the server-side metadata the operator relies on (see kopfharness.Emulator)."""
     return {"cls": Emulator}
-
-
-@dataclass
-class Cluster:
-    """What a test works with: the API, Redis, and the kubelet."""
-
-    api: Api
-    redis_url: str
-    kubelet: Kubelet
-    kmock: Any
 
 
 @pytest.fixture
@@ -131,6 +120,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
-
-
-__all__ = ["Cluster", "kmock"]

@@ -34,6 +34,7 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +339,16 @@ def contract_violations(emulator: kmock.KubernetesEmulator) -> list[str]:
         for refusal in refusals({**manifests[kind], "status": _without_nulls(status)}):
             problems.append(f"{kind} {name}: {refusal}")
     return problems
+
+
+@dataclass
+class Cluster:
+    """What an operator test works with: the API, Redis, and the kubelet."""
+
+    api: Api
+    redis_url: str
+    kubelet: Kubelet
+    kmock: Emulator
 
 
 # -- Redis -------------------------------------------------------------------------------------

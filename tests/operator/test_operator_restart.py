@@ -8,8 +8,16 @@ Cases:
 
 from __future__ import annotations
 
-from conftest import Cluster
-from kopfharness import DEPLOYMENTS, RUNS, WORKFLOWS, eventually, operator, redis_backend, run_manifest
+from kopfharness import (
+    DEPLOYMENTS,
+    RUNS,
+    WORKFLOWS,
+    Cluster,
+    eventually,
+    operator,
+    redis_backend,
+    run_manifest,
+)
 from kopfharness import workflow_manifest as workflow
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cluster
 from kopfharness import (
     DEPLOYMENTS,
     RUNS,
     WORKFLOWS,
+    Cluster,
     RedisServer,
     eventually,
     operator,

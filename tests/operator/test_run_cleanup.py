@@ -10,8 +10,16 @@ Cases:
 
 from __future__ import annotations
 
-from conftest import Cluster
-from kopfharness import RUNS, WORKFLOWS, eventually, operator, redis_backend, run_manifest, workflow_manifest
+from kopfharness import (
+    RUNS,
+    WORKFLOWS,
+    Cluster,
+    eventually,
+    operator,
+    redis_backend,
+    run_manifest,
+    workflow_manifest,
+)
 
 from floxide.redis import RedisBackend
 

@@ -14,8 +14,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conftest import Cluster
-from kopfharness import RUNS, WORKFLOWS, eventually, operator, redis_backend, run_manifest, workflow_manifest
+from kopfharness import (
+    RUNS,
+    WORKFLOWS,
+    Cluster,
+    eventually,
+    operator,
+    redis_backend,
+    run_manifest,
+    workflow_manifest,
+)
 
 from floxide.distributed.models import RunStatus
 

@@ -19,7 +19,6 @@ import urllib.request
 from datetime import datetime
 from typing import Any
 
-from conftest import Cluster
 from kopfharness import (
     CONFIG_MAPS,
     DEPLOYMENTS,
@@ -27,6 +26,7 @@ from kopfharness import (
     RUNS,
     SECRETS,
     WORKFLOWS,
+    Cluster,
     eventually,
     operator,
     run_manifest,

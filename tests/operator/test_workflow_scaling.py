@@ -14,8 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Cluster
-from kopfharness import DEPLOYMENTS, RUNS, WORKFLOWS, eventually, operator, run_manifest, workflow_manifest
+from kopfharness import (
+    DEPLOYMENTS,
+    RUNS,
+    WORKFLOWS,
+    Cluster,
+    eventually,
+    operator,
+    run_manifest,
+    workflow_manifest,
+)
 
 
 def replicas(cluster: Cluster, name: str = "examples-workers") -> int | None:
