@@ -21,7 +21,7 @@ from pydantic_core import to_jsonable_python
 
 from floxide.context import CancelToken, WorkflowCtx
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
-from floxide.distributed.protocols import Backend, Commit
+from floxide.distributed.protocols import Backend, Commit, StepInput
 from floxide.errors import FloxideError
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
@@ -131,10 +131,15 @@ async def process_claim(
     *,
     retry: RetryPolicy | None = None,
     cancel_token: CancelToken | None = None,
+    state: StepInput | None = None,
 ) -> StepResult:
-    """Run one claimed item to its outcome and hand that to the backend."""
+    """Run one claimed item to its outcome and hand that to the backend.
+
+    ``state`` is the item's run status and context if the caller read it already.
+    """
     item = claim.item
-    state = await backend.step_input(claim)
+    if state is None:
+        state = await backend.step_input(claim)
     if state.status is None or state.status in (RunStatus.CANCELLED, RunStatus.COMPLETED):
         await backend.set_aside(claim, keep=False)
         return "dropped"

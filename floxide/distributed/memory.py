@@ -135,6 +135,9 @@ class InMemoryBackend:
         self._notify()
         return True
 
+    async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
+        return [await self.step_input(claim) for claim in claims]
+
     async def step_input(self, claim: Claim) -> StepInput:
         run = self._runs.get(claim.item.run_id)
         if run is None:

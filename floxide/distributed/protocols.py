@@ -179,6 +179,9 @@ class Backend(Protocol):
     async def step_input(self, claim: Claim) -> StepInput:
         """The run status and context for a claimed item (and mark the item running)."""
 
+    async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
+        """:meth:`step_input` for a batch of claims, at once (one round trip in Redis)."""
+
     async def commit(self, claim: Claim, commit: Commit) -> str:
         """Apply a step atomically and acknowledge it: ``ok``, ``duplicate`` or ``conflict:<field>``."""
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from floxide.context import CancelToken
 from floxide.distributed.execution import StepResult, process_claim
 from floxide.distributed.models import Claim, RunStatus, WorkerHealth, WorkerStatus, utcnow
-from floxide.distributed.protocols import Backend
+from floxide.distributed.protocols import Backend, StepInput
 from floxide.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_RETRY", "DistributedWorker", "WorkerHooks", "raise_if_cancelled", "worker_identity"]
 
 log = logging.getLogger(__name__)
+
+_ROUTINE = frozenset({"committed", "duplicate", "parked", "dropped"})
+"""Step results logged at DEBUG (one line per item); the others are logged at INFO."""
 
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=30.0, jitter=0.5)
 """Distributed workers retry nodes without a policy of their own: 3 attempts, 1 s doubling."""
@@ -171,13 +174,24 @@ class DistributedWorker:
             if failing:
                 log.info("claiming work again")
                 failing = False
-            for claim in claims:
-                self._start(claim)
+            await self._start_all(claims)
         await self.drain(self.drain_grace)
 
-    def _start(self, claim: Claim) -> None:
+    async def _start_all(self, claims: list[Claim]) -> None:
+        """Start steps for ``claims``, reading their runs' status and context in one go."""
+        if not claims:
+            return
+        try:
+            states: list[StepInput | None] = list(await self.backend.step_inputs(claims))
+        except Exception:  # each step then reads its own state
+            log.warning("reading the state of %d claimed item(s) failed", len(claims), exc_info=True)
+            states = [None] * len(claims)
+        for claim, state in zip(claims, states, strict=True):
+            self._start(claim, state)
+
+    def _start(self, claim: Claim, state: StepInput | None = None) -> None:
         token = CancelToken()
-        task = asyncio.create_task(self._process(claim, token))
+        task = asyncio.create_task(self._process(claim, token, state))
         self._inflight[task] = claim
         self._tokens[task] = token
         self._status = WorkerStatus.BUSY
@@ -194,14 +208,14 @@ class DistributedWorker:
             extra = _fields(claim, result="crashed") if claim is not None else None
             log.error("step crashed: %s", task.exception(), exc_info=task.exception(), extra=extra)
 
-    async def _process(self, claim: Claim, token: CancelToken) -> StepResult:
+    async def _process(self, claim: Claim, token: CancelToken, state: StepInput | None = None) -> StepResult:
         for hook in self.hooks:
             _safely(hook.on_claim, claim)
         started = time.perf_counter()
         result: StepResult = "crashed"
         try:
             result = await process_claim(
-                self.workflow, self.backend, claim, retry=self.retry, cancel_token=token
+                self.workflow, self.backend, claim, retry=self.retry, cancel_token=token, state=state
             )
         except asyncio.CancelledError:
             if not token.is_set:
@@ -215,7 +229,8 @@ class DistributedWorker:
                 self.errors += 1
             seconds = time.perf_counter() - started
             fields = _fields(claim, result=result, seconds=round(seconds, 6))
-            log.info("%s in %.3fs", result, seconds, extra=fields)
+            level = logging.DEBUG if result in _ROUTINE else logging.INFO
+            log.log(level, "%s in %.3fs", result, seconds, extra=fields)
             for hook in self.hooks:
                 _safely(hook.on_result, claim, result, seconds)
         return result
@@ -258,9 +273,10 @@ class DistributedWorker:
         free = self.concurrency - len(self._inflight)
         if free <= 0 or self._stopping.is_set():
             return
-        for claim in await self.backend.queue.reclaim(self.worker_id, min_idle=self.lease, count=free):
+        claims = await self.backend.queue.reclaim(self.worker_id, min_idle=self.lease, count=free)
+        for claim in claims:
             log.info("reclaimed from a silent worker", extra=_fields(claim, result="reclaimed"))
-            self._start(claim)
+        await self._start_all(claims)
 
     async def _promote(self) -> None:
         await self.backend.promote_due()

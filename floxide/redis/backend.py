@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from floxide.distributed.models import (
     Claim,
@@ -162,26 +162,59 @@ class RedisBackend:
         return bool(created)
 
     async def step_input(self, claim: Claim) -> StepInput:
-        item = claim.item
-        keys = self.run_keys(item.run_id)
-        async with self.client.pipeline(transaction=False) as pipe:
-            await self.scripts.step_input(
-                keys=[keys.info, keys.items, keys.done],
-                args=[item.item_id, item.node, item.attempt, _iso()],
-                client=pipe,
+        return (await self.step_inputs([claim]))[0]
+
+    async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
+        """One round trip for a batch of claims: each run's status, and each run's context once."""
+        runs = list(dict.fromkeys(claim.item.run_id for claim in claims))
+        script = self.scripts.step_input
+        now = _iso()
+        for attempt in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for claim in claims:
+                    keys = self.run_keys(claim.item.run_id)
+                    item = claim.item
+                    pipe.evalsha(
+                        script.sha,
+                        3,
+                        keys.info,
+                        keys.items,
+                        keys.done,
+                        item.item_id,
+                        item.node,
+                        item.attempt,
+                        now,
+                    )
+                for run_id in runs if self.layout.model else []:
+                    for command in self.layout.read_commands(self.run_keys(run_id)):
+                        pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies[: len(claims)]) or attempt:
+                break
+            await self.client.script_load(script.script)
+        contexts: dict[str, dict[str, Any] | None] = {}
+        position = len(claims)
+        for run_id in runs if self.layout.model else []:
+            size = len(self.layout.read_commands(self.run_keys(run_id)))
+            contexts[run_id] = self.layout.assemble(
+                self.run_keys(run_id), replies[position : position + size]
             )
-            for command in self.layout.read_commands(keys) if self.layout.model else []:
-                pipe.execute_command(*command)
-            replies = await pipe.execute()
-        status, deadline, interrupt, ready = replies[0]
-        if not status:
-            return StepInput(None, None)
-        context = self.layout.assemble(keys, replies[1:]) if self.layout.model else None
-        if self.layout.model is not None and ready != "1":
-            await self._seed_context(keys, self.layout.model().model_dump(mode="json"))
-            context = await self.contexts.get(item.run_id)
-        moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
-        return StepInput(RunStatus(status), context, moment, interrupt == "1")
+            position += size
+        inputs = []
+        for claim, reply in zip(claims, replies, strict=False):
+            if isinstance(reply, Exception):
+                raise reply
+            status, deadline, interrupt, ready = reply
+            run_id = claim.item.run_id
+            if not status:
+                inputs.append(StepInput(None, None))
+                continue
+            if self.layout.model is not None and ready != "1":
+                await self._seed_context(self.run_keys(run_id), self.layout.model().model_dump(mode="json"))
+                contexts[run_id] = await self.contexts.get(run_id)
+            moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
+            inputs.append(StepInput(RunStatus(status), contexts.get(run_id), moment, interrupt == "1"))
+        return inputs
 
     async def _seed_context(self, keys: RunKeys, context: dict[str, Any], *, client: Any = None) -> None:
         """Store a run's initial context unless it has one already (``seed_context.lua``)."""
