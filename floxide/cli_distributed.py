@@ -750,7 +750,11 @@ def _spawn_workers(
         "--log-level",
         "INFO" if verbose else "WARNING",
     ]
-    return [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL) for _ in range(count)]
+    # What the workers print goes to stderr: stdout carries only the run's JSON output.
+    return [
+        subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
+        for _ in range(count)
+    ]
 
 
 def _stop_workers(processes: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
