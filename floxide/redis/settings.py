@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
@@ -9,9 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisDisconnected
 
 __all__ = ["RedisSettings"]
+
+T = TypeVar("T")
 
 
 class RedisSettings(BaseSettings):
@@ -38,10 +44,9 @@ class RedisSettings(BaseSettings):
             "socket_connect_timeout": self.connect_timeout,
             "health_check_interval": 15,
             "retry_on_timeout": False,
-            # a connection Redis dropped or refused (a restart, a failover) is re-opened and the
-            # command sent again, 4 times within 1.5-3 s; Redis.from_url alone never retries.
-            # Timeouts are not retried (a command may have run; blocking reads stay bounded).
-            "retry": Retry(EqualJitterBackoff(cap=2.0, base=0.1), 4, supported_errors=(RedisDisconnected,)),
+            "retry": _Reconnect(
+                EqualJitterBackoff(cap=2.0, base=0.1), 4, supported_errors=(RedisDisconnected,)
+            ),
             "decode_responses": True,
         }
         url = self.url
@@ -63,3 +68,29 @@ def _without_password(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+
+
+class _Reconnect(Retry):
+    """Re-opens a connection Redis dropped or refused (a restart, a failover) and sends the
+    command again, 4 times within 1.5-3 s (``Redis.from_url`` alone never retries).
+
+    Not retried: timeouts (a command may have run; blocking reads stay bounded), a refused
+    login and an untrusted certificate (they would fail the same way, only later).
+    """
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            return _transient(error) and (is_retryable is None or is_retryable(error))
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
+def _transient(error: Exception) -> bool:
+    cause = error.__cause__ or error.__context__
+    return not isinstance(error, AuthenticationError) and not isinstance(cause, ssl.SSLError)
