@@ -120,7 +120,7 @@ async def test_a_worker_killed_mid_step(redis: Redis, workers: Workers, marks: P
 async def test_a_worker_stopped_mid_step_drains_and_releases(
     redis: Redis, workers: Workers, marks: Path
 ) -> None:
-    [first] = await workers.start(FANOUT, count=1, concurrency=1, lease=6.0, drain=1.0)
+    [first] = await workers.start(FANOUT, count=1, concurrency=1, lease=4.0, drain=1.0)
     fanout = orchestrator_for(redis, flows.fanout)
     backend = fanout.backend
     assert isinstance(backend, RedisBackend)
@@ -138,7 +138,7 @@ async def test_a_worker_stopped_mid_step_drains_and_releases(
     assert f"-{first.pid}-" in pending["consumer"]
     assert pending["time_since_delivered"] > 10**9  # released: reclaimable at once, not after the lease
 
-    [second] = await workers.start(FANOUT, count=1, concurrency=1, lease=6.0)
+    [second] = await workers.start(FANOUT, count=1, concurrency=1, lease=4.0)
     info = await fanout.wait_for_completion(run_id, timeout=60)
     assert info.status is RunStatus.COMPLETED, info.error
     assert info.output == {"values": [0], "total": 1}
