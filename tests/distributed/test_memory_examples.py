@@ -1,10 +1,13 @@
 """Every example workflow run distributed on the in-memory backend gives what a local run gives.
 
-Two in-process :class:`DistributedWorker` loops share one :class:`InMemoryBackend` and run
-each example's inputs (``flows.EXAMPLE_CASES``), compared with ``Workflow.execute`` by
-:func:`tests.distributed.parity.assert_runs_like_local`: outputs, context, clean ledger;
-an input that fails locally fails the distributed run with the same node error. The same
-cases run on Redis with worker processes in ``tests/redis/test_examples_distributed.py``.
+Cases:
+* every example module has inputs in ``flows.EXAMPLE_CASES``, except ``LOCAL_ONLY``
+  (local-run features: cancellation, timeout, checkpoint, timer_source);
+* two in-process :class:`DistributedWorker` loops sharing one :class:`InMemoryBackend` run
+  each example's inputs, compared with ``Workflow.execute`` by
+  :func:`tests.distributed.parity.assert_runs_like_local`: outputs, context, clean ledger;
+  an input that fails locally fails the distributed run with the same node error. The same
+  cases run on Redis with worker processes in ``tests/redis/test_examples_distributed.py``.
 
 Known engine bug (xfail, strict): ``generics`` fails distributed, see ``flows.GENERICS_BUG``.
 """
@@ -12,16 +15,26 @@ Known engine bug (xfail, strict): ``generics`` fails distributed, see ``flows.GE
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 import pytest
 
+import examples
 from floxide import Workflow
 from tests.distributed.flows import EXAMPLE_CASES, GENERICS_BUG
 from tests.distributed.inprocess import memory_orchestrator, running
 from tests.distributed.parity import assert_runs_like_local
 
 pytestmark = pytest.mark.timeout(30)
+
+LOCAL_ONLY = {"cancellation", "timeout", "checkpoint", "timer_source"}
+"""Examples of local-run features; their distributed counterparts have tests of their own."""
+
+
+def test_every_example_has_distributed_cases() -> None:
+    modules = {m.name for m in pkgutil.iter_modules(examples.__path__) if not m.ispkg}
+    assert modules - LOCAL_ONLY == set(EXAMPLE_CASES)
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,11 @@ async def test_trim_removes_only_acknowledged_entries(redis: Redis) -> None:
     c_root = (await redis.xrevrange(backend.keys.stream, count=1))[0][0]
     assert await backend.trim() == 5
     assert [e[0] for e in await redis.xrange(backend.keys.stream)] == [held.delivery, c_root]
+    assert await backend.queue.backlog() == (1, 1)  # still right after trimming
+    assert [i.run_id for i in await backend.queue.pending("b") + await backend.queue.pending("c")] == [
+        "b",
+        "c",
+    ]
     assert await process_claim(bag_flow, backend, held) == "committed"
     await finish(backend)
     last = (await redis.xrevrange(backend.keys.stream, count=1))[0][0]
