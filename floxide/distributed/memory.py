@@ -149,6 +149,8 @@ class InMemoryBackend:
         if info.status is RunStatus.RUNNING and claim.item.item_id not in run.done:
             run.mark(claim.item, ItemStatus.RUNNING)
         deadline = info.deadline.timestamp() if info.deadline else None
+        if run.context is None and self.context_type is not None:  # seeded without one (as Redis does)
+            run.context = self.context_type().model_dump(mode="json")
         context = None if run.context is None else dict(run.context)
         return StepInput(info.status, context, deadline, info.interrupt)
 
