@@ -9,7 +9,8 @@ Cases:
   filters by status and honours ``limit``; the first step makes the run Running;
 * contexts: the seeded context reads back; a workflow without a context type has none;
   every merge kind (replace, sum, max, min, append, union, update with a delete, custom)
-  committed step by step gives the same context as a local run;
+  committed step by step gives the same context as a local run; a run seeded without a
+  context (as the operator seeds) gets the model's defaults and keeps its steps' changes;
 * metrics: created/completed/seconds per node and the run totals; retries and failures
   counted; an unknown run has zeros;
 * errors: each failed attempt is recorded, oldest first, with node, attempt, type, message
@@ -41,6 +42,7 @@ from floxide.distributed import (
     WorkerStatus,
     start_run,
 )
+from floxide.distributed.execution import seed_run
 from tests.distributed.flows import add_counts
 from tests.redis.conftest import BackendFactory
 
@@ -230,6 +232,24 @@ async def test_every_merge_kind_matches_a_local_run(make_backend: BackendFactory
     assert context.seen == {"k0": 0, "k1": 1, "k2": 2, "k3": 3}
     assert context.counts == {"0": 2, "1": 2} and context.tags == {"t0", "t1"}
     assert (await orchestrator.run("r")).output == [0, 1, 2, 3]
+
+
+async def test_a_run_seeded_without_context_gets_the_defaults(make_backend: BackendFactory) -> None:
+    backend = make_backend("merging", context_type=Everything)
+    await seed_run(backend, start_node="fan", payload=3, run_id="r")  # as the operator seeds runs
+    assert await backend.contexts.get("r") is None  # not seeded yet: the first step does it
+    await drain(worker_for(merging, backend))
+    stored = await backend.contexts.get("r")
+    assert stored is not None
+    context = Everything.model_validate(stored)
+    assert context.model_dump(exclude={"log"}) == (await merging.execute(3)).context.model_dump(
+        exclude={"log"}
+    )
+    assert (context.hits, context.name, sorted(context.log)) == (
+        3,
+        "finished",
+        ["branch 0", "branch 1", "branch 2"],
+    )
 
 
 # -- metrics, errors, outputs ----------------------------------------------------------------------
