@@ -2,7 +2,8 @@
 
 Cases (each mirrors a test of ``tests/redis/test_contention.py`` or ``test_faults.py``):
 * 1,000 branches adding 1 to a ``Merge.sum()`` field give exactly 1,000;
-* a join over 500 branches fires once, with the 500 values in order;
+* a join over 500 branches fires once, with the 500 values in order; a fan-out of no
+  branch joins too, with no value;
 * a custom merge under contention (300 branches, 5 counters) stays exact;
 * a worker that dies mid-step (its step cut, its claims never committed or released): its
   items are reclaimed after the lease, committed once, although their node code ran twice;
@@ -56,6 +57,14 @@ async def test_a_join_over_500_branches_fires_once() -> None:
     metrics = await fanout.metrics(run_id)
     assert (metrics.nodes["gather"].created, metrics.nodes["gather"].completed) == (1, 1)
     assert await fanout.outputs(run_id) == [{"values": list(range(500)), "total": 500}]
+
+
+async def test_an_empty_fan_out_still_joins() -> None:
+    fanout = memory_orchestrator(flows.fanout)
+    async with running(flows.fanout, fanout.backend):
+        run_id = await fanout.start_run(flows.Job(count=0))
+        info = await fanout.wait_for_completion(run_id, timeout=10)
+    assert (info.status, info.output) == (RunStatus.COMPLETED, {"values": [], "total": 0})
 
 
 async def test_a_custom_merge_under_contention() -> None:

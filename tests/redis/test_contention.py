@@ -5,7 +5,8 @@ Two worker processes of each workflow (8 concurrent steps each) run:
 * 1,000 parallel branches each adding 1 to a ``Merge.sum()`` field: the context holds
   exactly 1,000, every branch committed once, the join sees all 1,000 values in order;
 * a join over 500 branches fires exactly once (the join node's item is created and
-  completed once) with the 500 values in branch order;
+  completed once) with the 500 values in branch order; a fan-out of no branch joins too,
+  with no value;
 * 300 branches each incrementing one of five counters of a dict merged by a custom
   function (compare-and-set in Redis, retried on conflict): every counter is exactly 60.
 """
@@ -61,6 +62,14 @@ async def test_a_join_over_500_branches_fires_once(contention_workers: Workers, 
     assert await fanout.outputs(run_id) == [{"values": list(range(500)), "total": 500}]
     [join_item] = [s for s in await fanout.list_work_items(run_id) if s.node == "gather"]
     assert join_item.item_id.startswith("j:")
+
+
+async def test_an_empty_fan_out_still_joins(contention_workers: Workers, shared_redis: Redis) -> None:
+    fanout = orchestrator(shared_redis, flows.fanout)
+    run_id = await fanout.start_run(flows.Job(count=0))
+    info = await fanout.wait_for_completion(run_id, timeout=60)
+    assert (info.status, info.output) == (RunStatus.COMPLETED, {"values": [], "total": 0})
+    assert (await fanout.metrics(run_id)).nodes["gather"].completed == 1
 
 
 async def test_a_custom_merge_under_contention(contention_workers: Workers, shared_redis: Redis) -> None:
