@@ -15,6 +15,7 @@ that two operators in one process (as in tests) never share state.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import kopf
@@ -171,12 +172,64 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     settings = rt.settings
 
     @kopf.timer(*WORKFLOWS, id="reconcile", interval=settings.workflow_interval, registry=registry)
-    async def workflow_timer(**kwargs: Any) -> None:
-        await _guarded("Workflow", reconcile_workflow, rt, kwargs)
+    async def workflow_timer(
+        body: Any,
+        spec: Any,
+        status: Any,
+        name: str,
+        namespace: str,
+        meta: Any,
+        patch: kopf.Patch,
+        memo: Any,
+        **_: Any,
+    ) -> None:
+        await _guarded(
+            rt,
+            "Workflow",
+            f"{namespace}/{name}",
+            reconcile_workflow(
+                rt,
+                body=body,
+                spec=spec,
+                status=status,
+                name=name,
+                namespace=namespace,
+                meta=meta,
+                patch=patch,
+                memo=memo,
+            ),
+        )
 
     @kopf.timer(*RUNS, id="reconcile", interval=settings.run_interval, when=needs_timer, registry=registry)
-    async def run_timer(**kwargs: Any) -> None:
-        await _guarded("WorkflowRun", reconcile_run, rt, kwargs)
+    async def run_timer(
+        body: Any,
+        spec: Any,
+        status: Any,
+        name: str,
+        namespace: str,
+        uid: str | None,
+        meta: Any,
+        patch: kopf.Patch,
+        memo: Any,
+        **_: Any,
+    ) -> None:
+        await _guarded(
+            rt,
+            "WorkflowRun",
+            f"{namespace}/{name}",
+            reconcile_run(
+                rt,
+                body=body,
+                spec=spec,
+                status=status,
+                name=name,
+                namespace=namespace,
+                uid=uid,
+                meta=meta,
+                patch=patch,
+                memo=memo,
+            ),
+        )
 
     @kopf.on.delete(*RUNS, id="cleanup", optional=True, timeout=60, backoff=2, registry=registry)
     async def run_deleted(spec: Any, status: Any, name: str, namespace: str, memo: Any, **_: Any) -> None:
@@ -186,21 +239,18 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             raise kopf.TemporaryError(f"cannot delete the run's Redis data yet: {exc}", delay=5) from exc
 
 
-_PASSED = ("body", "spec", "status", "name", "namespace", "meta", "patch", "memo")
+async def _guarded(rt: Runtime, kind: str, where: str, reconciliation: Awaitable[None]) -> None:
+    """Run one reconciliation; log a failure instead of letting kopf back the timer off for a minute.
 
-
-async def _guarded(kind: str, reconcile: Any, rt: Runtime, kwargs: dict[str, Any]) -> None:
-    """Run one reconciliation; log unexpected failures instead of letting kopf back off for a minute."""
-    passed = {key: kwargs[key] for key in _PASSED}
-    if reconcile is reconcile_run:
-        passed["uid"] = kwargs.get("uid")
+    The next tick tries again: reconciliations are level-triggered.
+    """
     try:
-        await reconcile(rt, **passed)
+        await reconciliation
     except (KubeError, RedisUnavailable) as exc:
-        log.warning("%s %s/%s: %s", kind, kwargs.get("namespace"), kwargs.get("name"), exc)
+        log.warning("%s %s: %s", kind, where, exc)
     except Exception:
         rt.metrics.reconcile_errors.labels(kind.lower()).inc()
-        log.exception("%s %s/%s: reconciliation failed", kind, kwargs.get("namespace"), kwargs.get("name"))
+        log.exception("%s %s: reconciliation failed", kind, where)
 
 
 async def _read_operator_secret(rt: Runtime) -> None:

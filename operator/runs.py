@@ -209,31 +209,34 @@ async def _steer(
     run_id: str,
     status: RunStatus,
     deadline: datetime | None,
-) -> str | None:
-    """Bring the run in line with the spec; the Event reason of what was done, if anything."""
+) -> bool:
+    """Bring the run in Redis in line with its spec; whether anything was done.
+
+    The phase change that follows shows in the status (and posts its Event) on this tick.
+    """
     if spec.retry_generation > memory.observed_retry:
         memory.observed_retry = spec.retry_generation
         if status is RunStatus.FAILED:
             await store.move(run_id, RunStatus.RUNNING)
-            return "Retried"
+            return True
     if status.finished:
-        return None
+        return False
     if spec.shutdown is not None:
         terminate = spec.shutdown is ShutdownMode.TERMINATE
         reason = f"cancelled by spec.shutdown: {spec.shutdown.value}"
         await store.move(run_id, RunStatus.CANCELLED, reason=reason, interrupt=terminate)
-        return "Shutdown"
+        return True
     if deadline is not None and datetime.now(UTC) >= deadline:
         seconds = spec.active_deadline_seconds
         await store.move(run_id, RunStatus.FAILED, reason=f"run exceeded its active deadline of {seconds}s")
-        return "DeadlineExceeded"
+        return True
     if spec.suspend and status in (RunStatus.PENDING, RunStatus.RUNNING):
         await store.move(run_id, RunStatus.PAUSED)
-        return "Suspended"
+        return True
     if not spec.suspend and status is RunStatus.PAUSED:
         await store.move(run_id, RunStatus.RUNNING)
-        return "Resumed"
-    return None
+        return True
+    return False
 
 
 async def _observe(
@@ -254,7 +257,7 @@ async def _observe(
         )
         return gone
     assert store is not None
-    if await _steer(store, memory, spec, run_id, info.status, info.deadline) is not None:
+    if await _steer(store, memory, spec, run_id, info.status, info.deadline):
         info, metrics = await store.read(run_id)
         if info is None or metrics is None:
             return models.WorkflowRunStatus.model_validate(previous)

@@ -81,7 +81,10 @@ class OperatorSettings(BaseSettings):
     redis_ttl: float = Field(
         7 * 24 * 3600.0,
         gt=0,
-        description="How long a finished run's data stays in Redis, as the workers keep it (seconds).",
+        description=(
+            "How long a run's data stays in Redis once the operator ends it (cancel, deadline); read "
+            "from FLOXIDE_QUEUE_RUN_TTL_SECONDS, the workers' setting (seconds)."
+        ),
     )
 
     redis: RedisSettings = Field(default_factory=RedisSettings, description="The operator's own Redis.")
@@ -95,9 +98,16 @@ class OperatorSettings(BaseSettings):
 
     @classmethod
     def from_environment(cls) -> OperatorSettings:
-        """The settings from ``FLOXIDE_OPERATOR_*``, ``FLOXIDE_REDIS_*`` and ``FLOXIDE_LOG_*``."""
+        """The settings from ``FLOXIDE_OPERATOR_*``, ``FLOXIDE_REDIS_*``, ``FLOXIDE_LOG_*`` and
+        ``FLOXIDE_QUEUE_RUN_TTL_SECONDS``."""
         logging = _LogSettings()
-        return cls(redis=RedisSettings(), log_format=logging.format, log_level=logging.level)
+        queue = _QueueSettings()
+        return cls(
+            redis=RedisSettings(),
+            log_format=logging.format,
+            log_level=logging.level,
+            redis_ttl=queue.run_ttl_seconds,
+        )
 
     def own_namespace(self) -> str:
         """The operator's namespace: the setting, else the pod's ServiceAccount mount, else 'default'."""
@@ -110,9 +120,17 @@ class OperatorSettings(BaseSettings):
 
 
 class _LogSettings(BaseSettings):
-    """``FLOXIDE_LOG_FORMAT`` and ``FLOXIDE_LOG_LEVEL``, shared with the worker's names."""
+    """``FLOXIDE_LOG_FORMAT`` and ``FLOXIDE_LOG_LEVEL``, shared with the workers."""
 
     model_config = SettingsConfigDict(env_prefix="FLOXIDE_LOG_", extra="ignore")
 
     format: Literal["json", "text"] = "json"
     level: str = "INFO"
+
+
+class _QueueSettings(BaseSettings):
+    """``FLOXIDE_QUEUE_RUN_TTL_SECONDS``, shared with the workers."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOXIDE_QUEUE_", extra="ignore")
+
+    run_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0)

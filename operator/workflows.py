@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from . import deployment as manifests
 from . import models
 from .kube import KubeError
+from .models import Phase
 from .projection import Coalescer, condition, merge_conditions
 from .runtime import DeploymentView, Runtime
 from .scaling import ScaleState, desired_workers
@@ -42,6 +43,12 @@ DISCOVERY_SECONDS = 10.0
 GRAPH_SECONDS = 10.0
 """How often a known graph is read again."""
 
+MIRROR_SECONDS = 300.0
+"""How often the operator's Redis Secret is copied to a Workflow's namespace again (repairs edits)."""
+
+IN_PROGRESS = frozenset({Phase.PENDING, Phase.RUNNING, Phase.SUSPENDED})
+"""Phases of runs that are not over."""
+
 
 @dataclass
 class WorkflowMemory:
@@ -49,7 +56,7 @@ class WorkflowMemory:
 
     coalescer: Coalescer
     scale: ScaleState = field(default_factory=ScaleState)
-    mirrored: bool = False
+    mirrored: float = float("-inf")
     connection: Connection | None = None
     connection_read: float = float("-inf")
     connection_for: str | None = None
@@ -208,6 +215,44 @@ def _ready_condition(
     return condition("Ready", False, "WorkersStarting", message, generation=generation)
 
 
+@dataclass
+class RedisView:
+    """What one tick read from Redis about a Workflow (the backlog is None when unknown)."""
+
+    backlog: int | None = None
+    graph: dict[str, Any] | None = None
+    error: str | None = None
+
+
+async def _read_redis(
+    rt: Runtime, memory: WorkflowMemory, connection: Connection, *, name: str, namespace: str, now: float
+) -> RedisView:
+    try:
+        code_name = await _discover(rt, memory, connection, name=name, namespace=namespace, now=now)
+        if code_name is None:  # no worker has started yet: no queue, no backlog
+            await rt.require_redis().ping(connection)
+            return RedisView(backlog=0)
+        store = rt.require_redis().store(connection, namespace=namespace, workflow=code_name)
+        return RedisView(backlog=await store.backlog(), graph=await _graph(store, memory, now))
+    except RedisUnavailable as exc:
+        return RedisView(error=str(exc))
+
+
+def _runs(rt: Runtime, namespace: str, name: str) -> tuple[int, int]:
+    """The Workflow's runs in progress, and those of them waiting to be seeded (load for the scaler)."""
+    active = [run for run in rt.runs_of(namespace, name) if run.phase is None or run.phase in IN_PROGRESS]
+    return len(active), sum(1 for run in active if not run.seeded)
+
+
+def _size(
+    spec: models.WorkflowSpec, memory: WorkflowMemory, *, current: int, load: int | None, now: float
+) -> int | None:
+    """The worker count to apply; None to leave the Deployment's count alone (External, no replicas)."""
+    if spec.scaling.mode is models.ScalingMode.EXTERNAL:
+        return spec.replicas
+    return desired_workers(spec.scaling, load=load, current=current, state=memory.scale, now=now)
+
+
 async def reconcile_workflow(
     rt: Runtime,
     *,
@@ -229,109 +274,70 @@ async def reconcile_workflow(
             parsed = models.WorkflowSpec.model_validate(dict(spec))
         except ValidationError as exc:
             ready = condition("Ready", False, "InvalidSpec", str(exc), generation=generation)
-            _patch_status(rt, memory, patch, {"conditions": [ready.to_body()]}, now=now)
-            return
-
-        redis_error: str | None = None
-        backlog: int | None = None
-        graph: dict[str, Any] | None = None
-        try:
-            connection = await _connection(rt, memory, parsed, namespace, now)
-            if parsed.redis is None:
-                rt.connections.pop((namespace, name), None)
-            else:
-                rt.connections[(namespace, name)] = connection
-            if parsed.redis is None and not memory.mirrored:
-                await _mirror_secret(rt, body, name, namespace)
-                memory.mirrored = True
-        except KubeError as exc:
-            rt.metrics.reconcile_errors.labels("workflow").inc()
-            _report(body, memory, "SecretFailed", str(exc))
-            ready = condition("Ready", False, "SecretUnavailable", str(exc), generation=generation)
             _patch_status(
                 rt, memory, patch, {**memory.coalescer.sent, "conditions": [ready.to_body()]}, now=now
             )
             return
         try:
-            code_name = await _discover(rt, memory, connection, name=name, namespace=namespace, now=now)
-            if code_name is not None:
-                store = rt.require_redis().store(connection, namespace=namespace, workflow=code_name)
-                graph = await _graph(store, memory, now)
-                backlog = await store.backlog()
-            else:
-                await rt.require_redis().ping(connection)
-                backlog = 0
-        except RedisUnavailable as exc:
-            redis_error = str(exc)
+            connection = await _connection(rt, memory, parsed, namespace, now)
+            if parsed.redis is None and now - memory.mirrored >= MIRROR_SECONDS:
+                await _mirror_secret(rt, body, name, namespace)
+                memory.mirrored = now
+        except KubeError as exc:
+            _report(rt, body, memory, "SecretFailed", str(exc))
+            ready = condition("Ready", False, "SecretUnavailable", str(exc), generation=generation)
+            _patch_status(
+                rt, memory, patch, {**memory.coalescer.sent, "conditions": [ready.to_body()]}, now=now
+            )
+            return
+        if parsed.redis is None:
+            rt.connections.pop((namespace, name), None)
+        else:
+            rt.connections[(namespace, name)] = connection
 
-        runs = rt.runs_of(namespace, name)
-        active = [
-            run for run in runs if run.phase is None or run.phase.value in ("Pending", "Running", "Suspended")
-        ]
-        unseeded = sum(
-            1 for run in active if not run.seeded and run.phase is not None and run.phase.value == "Pending"
-        )
-        unseeded += sum(1 for run in active if run.phase is None)
+        redis = await _read_redis(rt, memory, connection, name=name, namespace=namespace, now=now)
+        active, waiting = _runs(rt, namespace, name)
         dname = manifests.deployment_name(name)
         view = rt.deployments.get((namespace, dname))
-        current = (
-            view.spec_replicas
-            if view is not None and view.spec_replicas is not None
-            else memory.created_replicas
-        )
-        external = parsed.scaling.mode is models.ScalingMode.EXTERNAL
-        if external:
-            desired = parsed.replicas if parsed.replicas is not None else (current or 0)
-        else:
-            load = None if backlog is None else backlog + unseeded
-            desired = desired_workers(
-                parsed.scaling, load=load, current=current or 0, state=memory.scale, now=now
-            )
+        current = view.spec_replicas if view is not None else memory.created_replicas
+        load = None if redis.backlog is None else redis.backlog + waiting
+        wanted = _size(parsed, memory, current=current or 0, load=load, now=now)
         try:
-            initial = None if external and parsed.replicas is None else desired
             view = await _ensure_deployment(
-                rt, memory, body, parsed, name=name, namespace=namespace, initial=initial
+                rt, memory, body, parsed, name=name, namespace=namespace, initial=wanted
             )
-            if (
-                view is not None
-                and view.spec_replicas != desired
-                and not (external and parsed.replicas is None)
-            ):
-                await rt.require_kube().patch_deployment(namespace, dname, {"spec": {"replicas": desired}})
-                log.info("Workflow %s/%s: %s -> %s workers", namespace, name, view.spec_replicas, desired)
-                view.spec_replicas = desired
+            if view is not None and wanted is not None and view.spec_replicas != wanted:
+                await rt.require_kube().patch_deployment(namespace, dname, {"spec": {"replicas": wanted}})
+                log.info("Workflow %s/%s: %s -> %s workers", namespace, name, view.spec_replicas, wanted)
+                view.spec_replicas = wanted
         except KubeError as exc:
-            rt.metrics.reconcile_errors.labels("workflow").inc()
-            _report(body, memory, "DeploymentFailed", str(exc))
+            _report(rt, body, memory, "DeploymentFailed", str(exc))
 
+        desired = wanted if wanted is not None else (current or 0)
         ready_workers = view.ready if view is not None else 0
-        conditions = merge_conditions(
-            memory.coalescer.sent.get("conditions"),
-            [
-                _ready_condition(view=view, desired=desired, redis_error=redis_error, generation=generation),
-                condition(
-                    "RedisAvailable",
-                    redis_error is None,
-                    "Connected" if redis_error is None else "ConnectionFailed",
-                    redis_error or f"{connection.where()} answers",
-                    generation=generation,
-                ),
-            ],
+        redis_condition = condition(
+            "RedisAvailable",
+            redis.error is None,
+            "Connected" if redis.error is None else "ConnectionFailed",
+            redis.error or f"{connection.where()} answers",
+            generation=generation,
         )
+        ready = _ready_condition(view=view, desired=desired, redis_error=redis.error, generation=generation)
         new = models.WorkflowStatus(
-            conditions=conditions,
+            conditions=merge_conditions(memory.coalescer.sent.get("conditions"), [ready, redis_condition]),
             observed_generation=generation,
             replicas=view.replicas if view is not None else 0,
             selector=manifests.selector_string(name),
             desired_workers=desired,
             ready_workers=ready_workers,
             ready=f"{ready_workers}/{desired}",
-            active_runs=sum(1 for run in active if run.seeded),
-            backlog=backlog if backlog is not None else memory.coalescer.sent.get("backlog"),
-            graph=graph_model(graph) if graph is not None else None,
+            active_runs=active,
+            backlog=redis.backlog,
+            graph=graph_model(redis.graph),
         ).to_body()
-        if graph is None and "graph" in memory.coalescer.sent:
-            new["graph"] = memory.coalescer.sent["graph"]  # keep the last known graph while Redis is away
+        for kept in ("backlog", "graph"):  # while Redis is away, the last known values stay
+            if kept not in new and kept in memory.coalescer.sent:
+                new[kept] = memory.coalescer.sent[kept]
         _patch_status(rt, memory, patch, new, now=now)
 
 
@@ -345,8 +351,9 @@ def _patch_status(
         rt.metrics.status_patches.labels("workflow").inc()
 
 
-def _report(body: Any, memory: WorkflowMemory, reason: str, message: str) -> None:
-    """Log and post a warning Event, once per distinct message."""
+def _report(rt: Runtime, body: Any, memory: WorkflowMemory, reason: str, message: str) -> None:
+    """Count the failure; log it and post a warning Event once per distinct message."""
+    rt.metrics.reconcile_errors.labels("workflow").inc()
     if memory.last_error != message:
         memory.last_error = message
         log.warning("%s: %s", reason, message)

@@ -1,8 +1,8 @@
 """The operator's settings and how ``floxide operator`` hands them to kopf.
 
 Cases:
-- defaults, and every documented variable read from the environment (Redis and logging under
-  their shared names);
+- defaults, and every documented variable read from the environment (Redis, logging and the
+  run TTL under the names the workers read too);
 - the run interval may not exceed one second (status must show completion within two);
 - cluster-wide without FLOXIDE_OPERATOR_NAMESPACE, one namespace with it; the liveness endpoint;
 - the startup handler's kopf settings: the chart's peering object (standalone without a name),
@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FLOXIDE_REDIS_URL", "FLOXIDE_REDIS_PASSWORD", "FLOXIDE_LOG_FORMAT", "FLOXIDE_LOG_LEVEL"):
+    shared = ("FLOXIDE_REDIS_URL", "FLOXIDE_REDIS_PASSWORD", "FLOXIDE_LOG_FORMAT", "FLOXIDE_LOG_LEVEL")
+    for name in (*shared, "FLOXIDE_QUEUE_RUN_TTL_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     for name in [name for name in os.environ if name.startswith("FLOXIDE_OPERATOR_")]:
         monkeypatch.delenv(name)
@@ -42,6 +43,7 @@ def test_defaults() -> None:
     assert ours.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert (ours.run_interval, ours.status_min_interval) == (1.0, 1.0)
     assert (ours.log_format, ours.log_level) == ("json", "INFO")
+    assert ours.redis_ttl == 7 * 24 * 3600
 
 
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,6 +59,7 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "FLOXIDE_OPERATOR_WORKFLOW_INTERVAL": "3",
         "FLOXIDE_LOG_FORMAT": "text",
         "FLOXIDE_LOG_LEVEL": "debug",
+        "FLOXIDE_QUEUE_RUN_TTL_SECONDS": "3600",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -71,6 +74,7 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (ours.peering_name, ours.metrics_port) == ("floxide", 9191)
     assert (ours.run_interval, ours.workflow_interval) == (0.5, 3.0)
     assert (ours.log_format, ours.log_level) == ("text", "DEBUG")
+    assert ours.redis_ttl == 3600.0  # the workers' retention, under their variable
 
 
 def test_run_interval_is_at_most_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
