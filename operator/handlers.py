@@ -120,19 +120,15 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """The watch events that keep the runtime's views of Workflows, runs and Deployments."""
 
     @kopf.on.event(*WORKFLOWS, id="workflow-seen", registry=registry)
-    async def workflow_seen(event: Any, body: Any, name: str, namespace: str, uid: str, **_: Any) -> None:
+    async def workflow_seen(event: Any, status: Any, name: str, namespace: str, **_: Any) -> None:
         key = (namespace, name)
         if event.get("type") == "DELETED":
             rt.workflows.pop(key, None)
             rt.names.pop(key, None)
             rt.connections.pop(key, None)
             return
-        try:
-            spec = models.WorkflowSpec.model_validate(dict(body.get("spec") or {}))
-        except ValueError:
-            spec = None
-        graph = (body.get("status") or {}).get("graph") or {}
-        rt.workflows[key] = WorkflowSeen(uid=uid, spec=spec, code_name=graph.get("name"))
+        graph = status.get("graph") or {}
+        rt.workflows[key] = WorkflowSeen(code_name=graph.get("name"))
 
     @kopf.on.event(*RUNS, id="run-seen", registry=registry)
     async def run_seen(

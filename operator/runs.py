@@ -67,7 +67,6 @@ class RunMemory:
     store: WorkflowStore | None = None
     nodes: list[str] = field(default_factory=list)
     checked: float = float("-inf")
-    rejected: tuple[str, str] | None = None
 
 
 def run_id_of(name: str, uid: str | None) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import models
 from .kube import Kube
 from .metrics import OperatorMetrics
 from .models import Phase
@@ -27,9 +26,6 @@ Key = tuple[str, str]
 class WorkflowSeen:
     """A Workflow as last seen."""
 
-    uid: str
-    spec: models.WorkflowSpec | None
-    """None when the spec does not parse (the apiserver's schema normally prevents that)."""
     code_name: str | None = None
     """The workflow's name in its code, as recorded in ``status.graph.name``."""
 

@@ -202,11 +202,6 @@ class WorkflowStore:
         """The list whose first entry is the run's output (JSON)."""
         return self.backend.run_keys(run_id).outputs
 
-    async def exists(self, run_id: str) -> bool:
-        """Whether the run has a record."""
-        async with _guard(self.connection):
-            return bool(await self.backend.client.exists(self.backend.run_keys(run_id).info))
-
     async def delete(self, run_id: str) -> int:
         """Stop the run (running steps are cancelled) and delete its keys; how many were deleted."""
         async with _guard(self.connection):
