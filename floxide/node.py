@@ -33,7 +33,7 @@ from typing import Any, Generic, Self, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from floxide.context import WorkflowCtx
-from floxide.typecheck import output_type_of, type_hints
+from floxide.typecheck import output_type_of, substitute, type_hints
 
 __all__ = ["FunctionNode", "Node", "node"]
 
@@ -68,7 +68,7 @@ class Node(BaseModel, Generic[I, O]):
     @property
     def input_type(self) -> Any:
         """The type of the values this node accepts."""
-        return _input_hint(type(self).process, skip=3)  # (self, ctx, input)
+        return substitute(_input_hint(type(self).process, skip=3), _type_arguments(type(self)))
 
     @property
     def output_type(self) -> Any:
@@ -78,7 +78,7 @@ class Node(BaseModel, Generic[I, O]):
     @property
     def return_hint(self) -> Any:
         """The annotated return type of the node's step (``NextAll[...]`` marks a fan-out)."""
-        return type_hints(type(self).process).get("return", Any)
+        return substitute(type_hints(type(self).process).get("return", Any), _type_arguments(type(self)))
 
     def invoker(self) -> Invoke:
         """The callable the engine awaits for each work item: ``(ctx, input)``."""
@@ -156,6 +156,18 @@ def node(
         return made
 
     return make(function) if function is not None else make
+
+
+def _type_arguments(cls: type) -> dict[Any, Any]:
+    """The type arguments of a parametrized generic node class (``BarNode[str]``: ``{S: str}``)."""
+    mapping: dict[Any, Any] = {}
+    for klass in reversed(cls.__mro__):
+        meta = getattr(klass, "__pydantic_generic_metadata__", None)
+        if not meta or meta.get("origin") is None or not meta.get("args"):
+            continue
+        parameters = meta["origin"].__pydantic_generic_metadata__.get("parameters", ())
+        mapping.update(zip(parameters, meta["args"], strict=False))
+    return mapping
 
 
 def _input_hint(function: Callable[..., Any], *, skip: int) -> Any:

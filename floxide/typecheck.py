@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from floxide.transition import Abort, Hold, Next, NextAll
 
-__all__ = ["describe", "fans_out", "is_assignable", "output_type_of", "type_hints"]
+__all__ = ["concrete", "describe", "fans_out", "is_assignable", "output_type_of", "substitute", "type_hints"]
 
 _UNIONS = (Union, types.UnionType)
 _NUMERIC_WIDENING = {float: (int,), complex: (int, float)}
@@ -28,6 +28,26 @@ def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     except Exception:
         raw = getattr(fn, "__annotations__", {})
         return {name: (Any if isinstance(hint, str) else hint) for name, hint in raw.items()}
+
+
+def substitute(tp: Any, mapping: dict[Any, Any]) -> Any:
+    """``tp`` with its type variables replaced as ``mapping`` says (``list[T]`` -> ``list[int]``)."""
+    if isinstance(tp, typing.TypeVar):
+        return mapping.get(tp, tp)
+    parameters = getattr(tp, "__parameters__", ())
+    if not parameters or not hasattr(tp, "__getitem__"):
+        return tp
+    try:
+        return tp[tuple(mapping.get(p, p) for p in parameters)]
+    except TypeError:
+        return tp
+
+
+def concrete(tp: Any) -> Any:
+    """``tp`` with any type variable left open read as ``Any`` (what validation can use)."""
+    if isinstance(tp, typing.TypeVar):
+        return Any
+    return substitute(tp, dict.fromkeys(getattr(tp, "__parameters__", ()), Any))
 
 
 def fans_out(return_hint: Any) -> bool:

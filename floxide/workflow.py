@@ -40,7 +40,7 @@ from floxide.merge import strategies
 from floxide.node import Node
 from floxide.retry import RetryPolicy
 from floxide.runner import Progress, Runner, RunResult
-from floxide.typecheck import describe
+from floxide.typecheck import concrete, describe
 
 __all__ = ["Workflow"]
 
@@ -106,7 +106,7 @@ class Workflow(Generic[I, O]):
     def input_schema(self) -> dict[str, Any]:
         """The JSON schema of the run's input."""
         try:
-            return TypeAdapter(self.input_type).json_schema()
+            return TypeAdapter(concrete(self.input_type)).json_schema()
         except Exception:
             return {}
 
@@ -118,7 +118,7 @@ class Workflow(Generic[I, O]):
         """``value`` validated as ``node``'s input."""
         adapter = self._adapters.get(node)
         if adapter is None:
-            adapter = self._adapters[node] = TypeAdapter(self.graph.nodes[node].input_type)
+            adapter = self._adapters[node] = TypeAdapter(concrete(self.graph.nodes[node].input_type))
         try:
             return adapter.validate_python(value)
         except ValidationError as exc:
@@ -206,7 +206,7 @@ class Workflow(Generic[I, O]):
     def load_output(self, node: str, value: Any) -> Any:
         """A recorded output, typed again as ``node``'s output where possible."""
         try:
-            return TypeAdapter(self.graph.nodes[node].output_type).validate_python(value)
+            return TypeAdapter(concrete(self.graph.nodes[node].output_type)).validate_python(value)
         except (ValidationError, KeyError):
             return value
 

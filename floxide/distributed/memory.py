@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -268,7 +269,13 @@ class InMemoryBackend:
         return len(due)
 
     async def set_status(
-        self, run_id: str, status: RunStatus, *, reason: str | None = None, interrupt: bool = False
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        reason: str | None = None,
+        interrupt: bool = False,
+        deadline: datetime | None = None,
     ) -> RunStatus | None:
         run = self._runs.get(run_id)
         if run is None:
@@ -284,7 +291,8 @@ class InMemoryBackend:
             info.error = reason
         if status is RunStatus.RUNNING:
             if previous is RunStatus.FAILED:
-                info.error, info.finished_at = None, None
+                info.error, info.finished_at, info.deadline = None, None, deadline
+                info.interrupt = False
                 for raw in run.failed.values():
                     item = WorkItem.model_validate_json(raw).model_copy(update={"attempt": 1})
                     run.parked.append(item.model_dump_json())

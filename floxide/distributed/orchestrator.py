@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from floxide.distributed.execution import start_run
@@ -14,6 +15,7 @@ from floxide.distributed.models import (
     RunStatus,
     WorkerHealth,
     WorkItemState,
+    utcnow,
 )
 from floxide.distributed.protocols import Backend
 from floxide.errors import AlreadyCompleted, FloxideError, NotStarted
@@ -77,12 +79,16 @@ class DistributedOrchestrator:
             raise FloxideError(f"run '{run_id}' failed; use retry() to run it again from where it failed")
         return await self._move(run_id, RunStatus.RUNNING)
 
-    async def retry(self, run_id: str) -> RunStatus:
-        """Run a failed run again from where it failed: its failed and parked items are re-queued."""
+    async def retry(self, run_id: str, *, deadline_seconds: float | None = None) -> RunStatus:
+        """Run a failed run again from where it failed: its failed and parked items are re-queued.
+
+        The run's old deadline is cleared; ``deadline_seconds`` gives it a new one from now.
+        """
         info = await self.run(run_id)
         if info.status is not RunStatus.FAILED:
             raise FloxideError(f"run '{run_id}' is {info.status.value}; only a Failed run can be retried")
-        return await self._move(run_id, RunStatus.RUNNING)
+        deadline = None if deadline_seconds is None else utcnow() + timedelta(seconds=deadline_seconds)
+        return await self._move(run_id, RunStatus.RUNNING, deadline=deadline)
 
     async def cancel(self, run_id: str, *, interrupt: bool = True) -> RunStatus:
         """Cancel the run: its queued items are dropped; ``interrupt`` also cancels running steps."""

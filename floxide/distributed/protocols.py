@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from floxide.checkpoint import CheckpointStore
@@ -198,13 +199,20 @@ class Backend(Protocol):
         """Move delayed items whose time has come back into the queue; returns how many."""
 
     async def set_status(
-        self, run_id: str, status: RunStatus, *, reason: str | None = None, interrupt: bool = False
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        reason: str | None = None,
+        interrupt: bool = False,
+        deadline: datetime | None = None,
     ) -> RunStatus | None:
         """Move the run to ``status`` if that is a legal move; returns the status it is in now.
 
         Pausing parks nothing at once (workers park items as they meet them); resuming, and
         retrying a Failed run (``Failed -> Running``), put parked and failed items back in
         the queue; cancelling drops them, and with ``interrupt`` running steps are cancelled.
+        A retried run's old deadline is cleared; ``deadline`` gives it a new one.
         ``None``: the run does not exist.
         """
 

@@ -367,7 +367,13 @@ class RedisBackend:
         return int(moved)
 
     async def set_status(
-        self, run_id: str, status: RunStatus, *, reason: str | None = None, interrupt: bool = False
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        reason: str | None = None,
+        interrupt: bool = False,
+        deadline: datetime | None = None,
     ) -> RunStatus | None:
         keys = self.run_keys(run_id)
         result = await self.scripts.status(
@@ -380,7 +386,14 @@ class RedisBackend:
                 keys.metrics,
                 *await self.all_run_keys(run_id),
             ],
-            args=[status.value, reason or "", "1" if interrupt else "0", _iso(), self.ttl],
+            args=[
+                status.value,
+                reason or "",
+                "1" if interrupt else "0",
+                _iso(),
+                self.ttl,
+                _iso(deadline) if deadline else "",
+            ],
         )
         return None if not result else RunStatus(result)
 

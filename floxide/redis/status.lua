@@ -2,7 +2,8 @@
 --
 -- KEYS[1] run  KEYS[2] stream  KEYS[3] parked (list)  KEYS[4] failed (hash)  KEYS[5] items
 -- KEYS[6] metrics  KEYS[7 ..] every key of the run (expired when it finishes, kept while it runs)
--- ARGV: target, reason ("" for none), interrupt ("1"/"0"), now (ISO), ttl seconds
+-- ARGV: target, reason ("" for none), interrupt ("1"/"0"), now (ISO), ttl seconds,
+--       deadline (ISO) a retried run gets ("" for none: a retry clears the old deadline)
 -- Returns the status the run is in afterwards, or false for an unknown run.
 
 local moves = {
@@ -30,8 +31,9 @@ if target == 'Cancelled' then
 end
 if target == 'Running' then
   if current == 'Failed' then
-    redis.call('HDEL', KEYS[1], 'error', 'finished_at')
+    redis.call('HDEL', KEYS[1], 'error', 'finished_at', 'deadline')
     redis.call('HSET', KEYS[1], 'interrupt', '0')
+    if ARGV[6] and ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'deadline', ARGV[6]) end
     local failed = redis.call('HGETALL', KEYS[4])
     for i = 2, #failed, 2 do
       redis.call('RPUSH', KEYS[3], failed[i])

@@ -225,9 +225,3 @@ EXAMPLE_CASES: dict[str, list[Any]] = {
     "article": ["Rust Programming Language"],
     "dot_export": [2, 3, -1],
 }
-
-
-GENERICS_BUG = (
-    "BarNode[str]'s input type is still the TypeVar S (bound=Sized): Workflow.load_input cannot build a "
-    "validator for it, so the item fails (floxide/node.py and floxide/workflow.py, outside this tier)"
-)

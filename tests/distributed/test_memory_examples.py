@@ -8,8 +8,6 @@ Cases:
   :func:`tests.distributed.parity.assert_runs_like_local`: outputs, context, clean ledger;
   an input that fails locally fails the distributed run with the same node error. The same
   cases run on Redis with worker processes in ``tests/redis/test_examples_distributed.py``.
-
-Known engine bug (xfail, strict): ``generics`` fails distributed, see ``flows.GENERICS_BUG``.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import pytest
 
 import examples
 from floxide import Workflow
-from tests.distributed.flows import EXAMPLE_CASES, GENERICS_BUG
+from tests.distributed.flows import EXAMPLE_CASES
 from tests.distributed.inprocess import memory_orchestrator, running
 from tests.distributed.parity import assert_runs_like_local
 
@@ -37,13 +35,7 @@ def test_every_example_has_distributed_cases() -> None:
     assert modules - LOCAL_ONLY == set(EXAMPLE_CASES)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=GENERICS_BUG)) if n == "generics" else n
-        for n in sorted(EXAMPLE_CASES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(EXAMPLE_CASES))
 async def test_an_example_runs_the_same_in_memory(name: str) -> None:
     workflow: Workflow[Any, Any] = importlib.import_module(f"examples.{name}").workflow
     orchestrator = memory_orchestrator(workflow)

@@ -15,8 +15,6 @@ after two retries; the outcome is the same.
 Not run here: ``cancellation``, ``timeout``, ``checkpoint`` and ``timer_source`` demonstrate
 local-run features; their distributed counterparts (cancel, deadline, durable state) have
 tests of their own in ``test_faults.py``.
-
-Known engine bug (xfail, strict): ``generics`` fails distributed, see ``GENERICS_BUG``.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from floxide import Workflow
 from floxide.distributed import DistributedOrchestrator
 from floxide.redis import RedisBackend
 from tests.distributed.flows import EXAMPLE_CASES as CASES
-from tests.distributed.flows import GENERICS_BUG
 from tests.distributed.parity import assert_runs_like_local
 from tests.redis.conftest import NAMESPACE, RedisServer, Workers
 
@@ -45,13 +42,7 @@ def example_workers(shared_workers: Workers, redis_server: RedisServer) -> Worke
     return shared_workers
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=GENERICS_BUG)) if n == "generics" else n
-        for n in sorted(CASES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(CASES))
 async def test_an_example_runs_the_same_distributed(
     name: str, example_workers: Workers, shared_redis: Redis
 ) -> None:
