@@ -35,7 +35,16 @@ from floxide.distributed.models import RunStatus
 from . import models
 from .kube import KubeError
 from .models import Phase, ShutdownMode
-from .projection import FINISHED, Coalescer, RunView, condition, merge_conditions, project_run, short
+from .projection import (
+    ERROR_LENGTH,
+    FINISHED,
+    Coalescer,
+    RunView,
+    condition,
+    merge_conditions,
+    project_run,
+    short,
+)
 from .runtime import Runtime, phase_in
 from .store import RedisUnavailable, WorkflowStore
 
@@ -188,17 +197,16 @@ async def _admit(
     return run_id
 
 
-async def _locate(
-    rt: Runtime, memory: RunMemory, namespace: str, workflow: str, run_id: str
-) -> WorkflowStore | None:
-    """The store holding ``run_id``: found through the run index of Redis (the Workflow may be gone)."""
-    if memory.store is None:
-        connection = rt.connection_of(namespace, workflow)
-        memory.store = await rt.require_redis().locate(connection, namespace=namespace, run_id=run_id)
-        if memory.store is not None:
-            graph = await memory.store.graph()
-            memory.nodes = [node["name"] for node in (graph or {}).get("nodes", [])]
-    return memory.store
+async def _locate(rt: Runtime, namespace: str, workflow: str, run_id: str) -> WorkflowStore | None:
+    """The store holding ``run_id``, found through the run index of Redis (the Workflow may be gone)."""
+    connection = rt.connection_of(namespace, workflow)
+    return await rt.require_redis().locate(connection, namespace=namespace, run_id=run_id)
+
+
+async def _node_names(store: WorkflowStore) -> list[str]:
+    """The names of the graph's nodes, in order (none while no graph is published)."""
+    graph = await store.graph()
+    return [node["name"] for node in (graph or {}).get("nodes", [])]
 
 
 async def _steer(
@@ -243,7 +251,10 @@ async def _observe(
 ) -> models.WorkflowRunStatus:
     """The seeded run's status from Redis, after steering it by its spec."""
     run_id = previous["runId"]
-    store = await _locate(rt, memory, namespace, spec.workflow, run_id)
+    if memory.store is None:  # after a restart: the run was seeded by an earlier operator process
+        memory.store = await _locate(rt, namespace, spec.workflow, run_id)
+        memory.nodes = await _node_names(memory.store) if memory.store is not None else []
+    store = memory.store
     info, metrics = await store.read(run_id) if store is not None else (None, None)
     if info is None or metrics is None:
         if phase_in(previous) in FINISHED:
@@ -380,7 +391,7 @@ def _rejected(phase: Phase, message: str) -> models.WorkflowRunStatus:
     return models.WorkflowRunStatus(
         phase=phase,
         message=short(message),
-        error=short(message, 2000) if phase is Phase.FAILED else None,
+        error=short(message, ERROR_LENGTH) if phase is Phase.FAILED else None,
         finished_at=finished,
         seeded=False,
     )
@@ -439,7 +450,6 @@ async def _expire(
             await memory.store.delete(status.run_id)
     except RedisUnavailable as exc:
         log.warning("WorkflowRun %s/%s: its Redis data stays until it expires: %s", namespace, name, exc)
-    kopf.info(body, reason="Expired", message=f"Deleting: finished {spec.ttl_seconds_after_finished}s ago")
     try:
         await rt.require_kube().delete_custom(
             group=models.GROUP,
@@ -450,6 +460,8 @@ async def _expire(
         )
     except KubeError as exc:
         log.warning("WorkflowRun %s/%s: cannot delete it after its TTL: %s", namespace, name, exc)
+        return
+    kopf.info(body, reason="Expired", message=f"Deleted {spec.ttl_seconds_after_finished}s after it finished")
 
 
 async def cleanup_run(rt: Runtime, *, spec: Any, status: Any, name: str, namespace: str, memo: Any) -> None:
@@ -460,10 +472,8 @@ async def cleanup_run(rt: Runtime, *, spec: Any, status: Any, name: str, namespa
     memory = memo.get("run")
     store = memory.store if memory is not None else None
     if store is None:
-        store = await _locate(
-            rt, RunMemory(coalescer=Coalescer(0, 0), phase=None), namespace, spec.get("workflow", ""), run_id
-        )
+        store = await _locate(rt, namespace, str(spec.get("workflow", "")), run_id)
     if store is None:
-        return
+        return  # gone already (expired, or deleted by the TTL)
     deleted = await store.delete(run_id)
     log.info("WorkflowRun %s/%s: deleted %d Redis keys of run %s", namespace, name, deleted, run_id)
