@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helmchart import CHART, VALUE_SETS, Rendered, render_chart
+
+from tests.helm.helmchart import CHART, VALUE_SETS, Rendered, render_chart
 
 
 @pytest.fixture(scope="session")

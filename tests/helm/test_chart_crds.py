@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helmchart import CHART, REPO, render_chart
+
+from tests.helm.helmchart import CHART, REPO, render_chart
 
 SOURCE = REPO / "crds"
 CHART_FILES = CHART / "files" / "crds"

@@ -15,7 +15,8 @@ import re
 from typing import Any
 
 import pytest
-from helmchart import VALUE_SETS, Rendered, render_chart, require
+
+from tests.helm.helmchart import VALUE_SETS, Rendered, render_chart, require
 
 KUBERNETES_VERSION = "1.30"
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor"}

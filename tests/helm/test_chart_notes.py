@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helmchart import CHART, KUBE_VERSION, NAMESPACE, VALUE_SETS, run_helm
+
+from tests.helm.helmchart import CHART, KUBE_VERSION, NAMESPACE, VALUE_SETS, run_helm
 
 
 def _notes(tmp_path: Path, values_file: Path | None, *sets: str) -> str:

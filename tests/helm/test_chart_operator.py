@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from helmchart import NAMESPACE, VALUE_SETS, render_chart
+from tests.helm.helmchart import NAMESPACE, VALUE_SETS, render_chart
 
 
 def _operator(**set_values: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from helmchart import NAMESPACE, VALUE_SETS, Rendered, render_chart
+from tests.helm.helmchart import NAMESPACE, VALUE_SETS, Rendered, render_chart
 
 RBAC_KINDS = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 

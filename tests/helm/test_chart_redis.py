@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from helmchart import NAMESPACE, VALUE_SETS, render_chart
+from tests.helm.helmchart import NAMESPACE, VALUE_SETS, render_chart
 
 
 def _secret_data(secret: dict[str, Any]) -> dict[str, str]:

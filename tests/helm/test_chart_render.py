@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helmchart import CHART, NAMESPACE, VALUE_SETS, HelmError, Rendered, render_chart, run_helm
+
+from tests.helm.helmchart import CHART, NAMESPACE, VALUE_SETS, HelmError, Rendered, render_chart, run_helm
 
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "ClusterKopfPeering"}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from helmchart import Rendered, render_chart
+from tests.helm.helmchart import Rendered, render_chart
 
 NEEDS_API_TOKEN = {"Deployment/fx-floxide-operator"}
 

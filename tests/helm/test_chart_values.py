@@ -19,7 +19,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from helmchart import CHART, VALUE_SETS, HelmError, documented_keys, render_chart
+
+from tests.helm.helmchart import CHART, VALUE_SETS, HelmError, documented_keys, render_chart
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 

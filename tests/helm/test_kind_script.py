@@ -21,7 +21,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helmchart import REPO, run_kind_script
+
+from tests.helm.helmchart import REPO, run_kind_script
 
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"
 

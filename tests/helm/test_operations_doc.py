@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helmchart import CHART, REPO, documented_keys, render_chart, run_kind_script
+
+from tests.helm.helmchart import CHART, REPO, documented_keys, render_chart, run_kind_script
 
 DOC = REPO / "docs" / "operations.md"
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"

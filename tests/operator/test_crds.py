@@ -436,7 +436,7 @@ def example_resources() -> Iterator[Any]:
                 yield pytest.param(document, id=f"{path.name}:{document['metadata']['name']}")
 
 
-@pytest.mark.parametrize("manifest", example_resources())
+@pytest.mark.parametrize("manifest", list(example_resources()))
 def test_example_is_accepted_and_parses(manifest: dict[str, Any]) -> None:
     assert manifest["apiVersion"] == models.API_VERSION
     assert "generateName" not in manifest["metadata"]
