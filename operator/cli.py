@@ -25,8 +25,8 @@ __all__ = ["configure_logging", "kopf_options", "register", "run"]
 def configure_logging(settings: OperatorSettings) -> None:
     """Structured (JSON) or text logs at ``FLOXIDE_LOG_LEVEL``.
 
-    kopf's per-object lines below WARNING ("Timer ... succeeded", once per run per second) are
-    shown only at DEBUG.
+    kopf's per-object lines below WARNING ("Timer ... succeeded", once per run per second) and the
+    lines of every liveness probe are shown only at DEBUG.
     """
     import kopf
 
@@ -34,8 +34,9 @@ def configure_logging(settings: OperatorSettings) -> None:
     kopf.configure(debug=settings.log_level == "DEBUG", log_format=log_format, log_prefix=True)
     level = logging.getLevelName(settings.log_level)
     logging.getLogger().setLevel(level if isinstance(level, int) else logging.INFO)
-    if settings.log_level != "DEBUG":
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if settings.log_level != "DEBUG":  # lines per object per second, and per probe of the kubelet
+        for name in ("kopf.objects", "kopf.activities.probe", "aiohttp.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def kopf_options(settings: OperatorSettings) -> dict[str, Any]:
