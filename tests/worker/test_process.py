@@ -54,7 +54,12 @@ def test_probes_metrics_graph_and_json_logs(
 ) -> None:
     port = free_port()
     env = child_env(redis_url, FLOXIDE_NAMESPACE=namespace)
-    worker = spawn(*worker_args(FLOWS + ":gate", "--http-port", str(port), "--log-format", "json"), env=env)
+    worker = spawn(
+        *worker_args(
+            FLOWS + ":gate", "--http-port", str(port), "--log-format", "json", "--log-level", "DEBUG"
+        ),
+        env=env,
+    )
     wait_until(lambda: http_get(port, "/healthz")[0] == 200, what="/healthz")
     wait_until(lambda: http_get(port, "/readyz") == (200, "ok\n"), what="/readyz")
     graph = json.loads(redis_client.get(KeySpace(namespace, "gate").graph) or "null")
