@@ -43,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "operator"))
+sys.path.insert(0, str(ROOT))  # for the operator tests' harness
 
 import kmock  # noqa: E402
-from kopfharness import (  # noqa: E402
+
+from tests.operator.kopfharness import (  # noqa: E402
     DEPLOYMENTS,
     RUNS,
     WORKFLOWS,

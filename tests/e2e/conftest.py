@@ -20,15 +20,12 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from kubecluster import (
+from tests.e2e.kubecluster import (
     EXAMPLES_IMAGE,
     IMAGE,
     IN_CI,

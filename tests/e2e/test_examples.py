@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from kubecluster import EXAMPLES_IMAGE, ROOT, Cluster
+
+from tests.e2e.kubecluster import EXAMPLES_IMAGE, ROOT, Cluster
 
 MANIFEST_IMAGE = "floxide-examples:0.1.0"
 

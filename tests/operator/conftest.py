@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import base64
 import os
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from kopfharness import (
+from tests.operator.kopfharness import (
     NAMESPACE,
     SECRETS,
     Api,

@@ -330,7 +330,7 @@ def contract_violations(emulator: kmock.KubernetesEmulator) -> list[str]:
     KMock stores anything; a real apiserver validates against the CRD schema and prunes unknown
     fields. ``test_crds.refusals`` stands in for it.
     """
-    from test_crds import refusals, run, workflow
+    from tests.operator.test_crds import refusals, run, workflow
 
     logging.getLogger("celpy").setLevel(logging.WARNING)  # kopf's --verbose made the root logger DEBUG
     manifests = {"Workflow": workflow(), "WorkflowRun": run()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from kopfharness import ROOT
+from tests.operator.kopfharness import ROOT
 
 
 def test_benchmark_smoke() -> None:

@@ -8,7 +8,7 @@ Cases:
 
 from __future__ import annotations
 
-from kopfharness import (
+from tests.operator.kopfharness import (
     DEPLOYMENTS,
     RUNS,
     WORKFLOWS,
@@ -18,7 +18,7 @@ from kopfharness import (
     redis_backend,
     run_manifest,
 )
-from kopfharness import workflow_manifest as workflow
+from tests.operator.kopfharness import workflow_manifest as workflow
 
 
 async def test_restart_in_the_middle_of_a_run(cluster: Cluster) -> None:

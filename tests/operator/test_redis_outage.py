@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kopfharness import (
+
+from tests.operator.kopfharness import (
     DEPLOYMENTS,
     RUNS,
     WORKFLOWS,

@@ -10,7 +10,8 @@ Cases:
 
 from __future__ import annotations
 
-from kopfharness import (
+from floxide.redis import RedisBackend
+from tests.operator.kopfharness import (
     RUNS,
     WORKFLOWS,
     Cluster,
@@ -20,8 +21,6 @@ from kopfharness import (
     run_manifest,
     workflow_manifest,
 )
-
-from floxide.redis import RedisBackend
 
 
 async def run_keys(backend: RedisBackend, run_id: str) -> list[str]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kopfharness import (
+from floxide.distributed.models import RunStatus
+from tests.operator.kopfharness import (
     RUNS,
     WORKFLOWS,
     Cluster,
@@ -24,8 +25,6 @@ from kopfharness import (
     run_manifest,
     workflow_manifest,
 )
-
-from floxide.distributed.models import RunStatus
 
 
 def countdown(name: str, steps: int, delay: float, **spec: Any) -> dict[str, Any]:

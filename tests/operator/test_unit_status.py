@@ -24,10 +24,10 @@ from floxide_operator import models, projection
 from floxide_operator.projection import Coalescer, RunView, format_duration, project_run
 from floxide_operator.runs import input_errors, needs_timer, run_id_of
 from floxide_operator.store import worker_of_deployment
-from test_crds import refusals
-from test_crds import run as run_manifest
 
 from floxide.distributed.models import NodeMetrics, RunInfo, RunMetrics, RunStatus
+from tests.operator.test_crds import refusals
+from tests.operator.test_crds import run as run_manifest
 
 START = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kopfharness import (
+from tests.operator.kopfharness import (
     DEPLOYMENTS,
     RUNS,
     WORKFLOWS,
