@@ -49,18 +49,19 @@ import kmock  # noqa: E402
 
 from tests.operator.kopfharness import (  # noqa: E402
     DEPLOYMENTS,
+    NO_PERSISTENCE,
     RUNS,
     WORKFLOWS,
     Api,
     Emulator,
     Kubelet,
-    RedisServer,
     eventually,
     register_resources,
     run_manifest,
     workflow_manifest,
     write_kubeconfig,
 )
+from tests.redis.conftest import RedisServer  # noqa: E402
 
 MIN_PATCH_GAP = 1.0  # seconds between two status patches of one run, at least
 KEPT_REQUESTS = 10  # requests KMock keeps in its log once the operator watches
@@ -149,7 +150,7 @@ def stop_and_measure(process: subprocess.Popen[bytes]) -> float:
 async def benchmark(runs: int, workers: int, timeout: float) -> Figures:
     with tempfile.TemporaryDirectory(prefix="floxide-operator-load-") as scratch:
         directory = Path(scratch)
-        redis = RedisServer(directory / "redis")
+        redis = RedisServer(directory / "redis", args=NO_PERSISTENCE)
         redis.start()
         try:
             async with LeanEmulator() as emulator, kmock.Server(emulator):

@@ -18,16 +18,17 @@ import pytest
 
 from tests.operator.kopfharness import (
     NAMESPACE,
+    NO_PERSISTENCE,
     SECRETS,
     Api,
     Cluster,
     Emulator,
     Kubelet,
-    RedisServer,
     contract_violations,
     register_resources,
     write_kubeconfig,
 )
+from tests.redis.conftest import RedisServer
 
 OPERATOR_NAMESPACE = "floxide-system"
 OPERATOR_SECRET = "floxide-redis-connection"
@@ -48,7 +49,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = RedisServer(tmp_path_factory.mktemp("redis"), args=NO_PERSISTENCE)
     server.start()
     yield server
     server.stop()
@@ -57,8 +58,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, flushed for this test."""
-    with redis_server.client() as client:
-        client.flushall()
+    redis_server.flushall()
     return redis_server.url
 
 

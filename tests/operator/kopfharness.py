@@ -1,5 +1,6 @@
-"""Helpers of the operator tier: a fuller KMock, a private redis-server, the operator runner, and a
-"kubelet" that runs real worker processes for the worker Deployments the operator creates.
+"""Helpers of the operator tier: a fuller KMock, the operator runner, and a "kubelet" that runs real
+worker processes for the worker Deployments the operator creates. (Private redis-servers come
+from the Redis tier's ``RedisServer``.)
 
 KMock is an in-memory store that speaks HTTP, not an apiserver (see TESTING-KOPF.md):
 
@@ -24,9 +25,7 @@ import itertools
 import logging
 import os
 import random
-import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -42,8 +41,6 @@ import attrs
 import jsonpatch
 import kmock
 import kopf
-import pytest
-import redis as sync_redis
 import yaml
 from kopf.testing import KopfRunner
 from redis.asyncio import Redis
@@ -61,7 +58,6 @@ RUNS = f"{GROUP}/{VERSION}/workflowruns"
 DEPLOYMENTS = "apps/v1/deployments"
 SECRETS = "v1/secrets"
 CONFIG_MAPS = "v1/configmaps"
-IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 # -- the API server ------------------------------------------------------------------------------
@@ -354,16 +350,6 @@ class Cluster:
 # -- Redis -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now, never Redis's default 6379."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != 6379:
-            return port
-
-
 @contextlib.asynccontextmanager
 async def redis_backend(url: str, workflow: str) -> AsyncIterator[RedisBackend]:
     """A backend of ``workflow`` (its name in the code) in the test namespace, as the workers use it."""
@@ -374,51 +360,9 @@ async def redis_backend(url: str, workflow: str) -> AsyncIterator[RedisBackend]:
         await client.aclose()
 
 
-class RedisServer:
-    """A private redis-server on a free port, without persistence unless ``durable``; restartable."""
-
-    def __init__(self, directory: Path, *, durable: bool = False) -> None:
-        executable = shutil.which("redis-server")
-        if executable is None:
-            if IN_CI:
-                pytest.fail("redis-server is not installed, but CI=true: the operator tier needs it")
-            pytest.skip("redis-server is not installed")
-        self.executable = executable
-        self.directory = directory
-        self.port = free_port()
-        self.persistence = (
-            ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        command = [
-            self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *self.persistence,
-            "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(sync_redis.RedisError), self.client() as client:
-                if client.ping():
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(10)
-        self.process = None
-
-    def client(self) -> sync_redis.Redis:
-        return sync_redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5)
+NO_PERSISTENCE = ["--save", "", "--appendonly", "no"]
+DURABLE = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+"""redis-server arguments: a throwaway Redis, and one whose data survives a restart."""
 
 
 # -- the operator --------------------------------------------------------------------------------

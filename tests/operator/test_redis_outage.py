@@ -18,20 +18,21 @@ import pytest
 
 from tests.operator.kopfharness import (
     DEPLOYMENTS,
+    DURABLE,
     RUNS,
     WORKFLOWS,
     Cluster,
-    RedisServer,
     eventually,
     operator,
     run_manifest,
     workflow_manifest,
 )
+from tests.redis.conftest import RedisServer
 
 
 @pytest.fixture
 def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis", durable=True)
+    server = RedisServer(tmp_path / "redis", args=DURABLE)
     server.start()
     yield server
     server.stop()
