@@ -22,6 +22,6 @@ class WorkItem(BaseModel):
     run_id: str
     item_id: str
     node: str
-    payload: Any = None
     attempt: int = Field(1, ge=1)
     scope: tuple[tuple[str, int], ...] = ()
+    payload: Any = None  # last in the JSON: scripts read the fields before it by pattern

@@ -21,7 +21,7 @@ from pydantic_core import to_jsonable_python
 
 from floxide.context import CancelToken, WorkflowCtx
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
-from floxide.distributed.protocols import Backend, Commit, StepInput
+from floxide.distributed.protocols import Backend, Commit, Handoff, StepInput
 from floxide.errors import FloxideError
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
@@ -132,10 +132,12 @@ async def process_claim(
     retry: RetryPolicy | None = None,
     cancel_token: CancelToken | None = None,
     state: StepInput | None = None,
+    handoff: Handoff | None = None,
 ) -> StepResult:
     """Run one claimed item to its outcome and hand that to the backend.
 
-    ``state`` is the item's run status and context if the caller read it already.
+    ``state`` is the item's run status and context if the caller read it already; with
+    ``handoff``, a successful commit also claims the next item (see :class:`Handoff`).
     """
     item = claim.item
     if state is None:
@@ -181,7 +183,8 @@ async def process_claim(
         assert outcome.error is not None
         await backend.fail(claim, _record(item, outcome.error, permanent=True))
         return "failed"
-    result = await backend.commit(claim, plan_commit(item, outcome, seconds, frame_joins=spec.frame_joins))
+    plan = plan_commit(item, outcome, seconds, frame_joins=spec.frame_joins)
+    result = await backend.commit(claim, plan, handoff=handoff)
     return "committed" if result == "ok" else result
 
 

@@ -33,7 +33,7 @@ from floxide.distributed.models import (
     can_move,
     utcnow,
 )
-from floxide.distributed.protocols import Commit, StepInput
+from floxide.distributed.protocols import Commit, Handoff, StepInput
 from floxide.frames import Arrival, FrameTable
 from floxide.merge import apply_json
 from floxide.workitem import WorkItem
@@ -155,7 +155,17 @@ class InMemoryBackend:
         context = None if run.context is None else dict(run.context)
         return StepInput(info.status, context, deadline, info.interrupt)
 
-    async def commit(self, claim: Claim, commit: Commit) -> str:
+    async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
+        result = self._commit(claim, commit)
+        if handoff is not None:
+            claims = await self.queue.claim(handoff.consumer, count=1, block=0)
+            if claims:
+                handoff.claim = claims[0]
+                if handoff.want_state and claims[0].item.run_id == commit.item.run_id:
+                    handoff.state = await self.step_input(claims[0])
+        return result
+
+    def _commit(self, claim: Claim, commit: Commit) -> str:
         item = commit.item
         run = self._runs.get(item.run_id)
         if run is None or item.item_id in run.done:

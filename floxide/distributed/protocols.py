@@ -32,6 +32,7 @@ __all__ = [
     "Commit",
     "ContextStore",
     "ErrorStore",
+    "Handoff",
     "LivenessStore",
     "MetricsStore",
     "RunInfoStore",
@@ -152,6 +153,20 @@ class Commit:
     frame_joins: tuple[str, ...] = ()
 
 
+@dataclass(slots=True)
+class Handoff:
+    """Asks a commit to claim the next new item for ``consumer`` in the same round trip.
+
+    The backend fills in the claim (``None``: nothing new) and, when it could read it at no
+    cost (same run, no context to read), its ``state``.
+    """
+
+    consumer: str
+    want_state: bool = True
+    claim: Claim | None = None
+    state: StepInput | None = None
+
+
 class Backend(Protocol):
     """One storage technology: the queue, the stores, and the atomic operations on them."""
 
@@ -183,8 +198,11 @@ class Backend(Protocol):
     async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
         """:meth:`step_input` for a batch of claims, at once (one round trip in Redis)."""
 
-    async def commit(self, claim: Claim, commit: Commit) -> str:
-        """Apply a step atomically and acknowledge it: ``ok``, ``duplicate`` or ``conflict:<field>``."""
+    async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
+        """Apply a step atomically and acknowledge it: ``ok`` or ``duplicate``.
+
+        With ``handoff``, also claim the next new item for its consumer (see :class:`Handoff`).
+        """
 
     async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> None:
         """Acknowledge the item and queue it again, attempt + 1, after ``delay`` seconds."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from floxide.context import CancelToken
 from floxide.distributed.execution import StepResult, process_claim
 from floxide.distributed.models import Claim, RunStatus, WorkerHealth, WorkerStatus, utcnow
-from floxide.distributed.protocols import Backend, StepInput
+from floxide.distributed.protocols import Backend, Handoff, StepInput
 from floxide.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class DistributedWorker:
             claims = await self.backend.queue.claim(self.worker_id, count=1, block=block)
         if not claims:
             return None
-        return await self._process(claims[0], CancelToken())
+        return await self._process(claims[0], CancelToken(), follow=False)
 
     # -- the long-running loop --------------------------------------------------------------------
 
@@ -208,14 +208,35 @@ class DistributedWorker:
             extra = _fields(claim, result="crashed") if claim is not None else None
             log.error("step crashed: %s", task.exception(), exc_info=task.exception(), extra=extra)
 
-    async def _process(self, claim: Claim, token: CancelToken, state: StepInput | None = None) -> StepResult:
+    async def _process(
+        self, claim: Claim, token: CancelToken, state: StepInput | None = None, *, follow: bool = True
+    ) -> StepResult:
+        """Run ``claim``; then, while each commit hands off a next item, run that one too."""
+        task = asyncio.current_task()
+        while True:
+            handoff = Handoff(self.worker_id) if follow and not self._stopping.is_set() else None
+            result = await self._step(claim, token, state, handoff)
+            if handoff is None or handoff.claim is None or task is None:
+                return result
+            claim, state, token = handoff.claim, handoff.state, CancelToken()
+            self._inflight[task], self._tokens[task] = claim, token
+
+    async def _step(
+        self, claim: Claim, token: CancelToken, state: StepInput | None, handoff: Handoff | None
+    ) -> StepResult:
         for hook in self.hooks:
             _safely(hook.on_claim, claim)
         started = time.perf_counter()
         result: StepResult = "crashed"
         try:
             result = await process_claim(
-                self.workflow, self.backend, claim, retry=self.retry, cancel_token=token, state=state
+                self.workflow,
+                self.backend,
+                claim,
+                retry=self.retry,
+                cancel_token=token,
+                state=state,
+                handoff=handoff,
             )
         except asyncio.CancelledError:
             if not token.is_set:
@@ -228,9 +249,15 @@ class DistributedWorker:
             if result in ("failed", "retrying", "crashed"):
                 self.errors += 1
             seconds = time.perf_counter() - started
-            fields = _fields(claim, result=result, seconds=round(seconds, 6))
             level = logging.DEBUG if result in _ROUTINE else logging.INFO
-            log.log(level, "%s in %.3fs", result, seconds, extra=fields)
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "%s in %.3fs",
+                    result,
+                    seconds,
+                    extra=_fields(claim, result=result, seconds=seconds),
+                )
             for hook in self.hooks:
                 _safely(hook.on_result, claim, result, seconds)
         return result

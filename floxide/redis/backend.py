@@ -44,7 +44,7 @@ from floxide.distributed.models import (
     WorkerHealth,
     WorkItemState,
 )
-from floxide.distributed.protocols import Commit, StepInput
+from floxide.distributed.protocols import Commit, Handoff, StepInput
 from floxide.errors import FloxideError
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
@@ -223,7 +223,7 @@ class RedisBackend:
             keys=[keys.info, keys.ctx, *extra], args=[self._context_keys(keys), *ops], client=client
         )
 
-    async def commit(self, claim: Claim, commit: Commit) -> str:
+    async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
         item = commit.item
         keys = self.run_keys(item.run_id)
         frames = ["", *(frame for frame, _ in item.scope)]
@@ -277,8 +277,13 @@ class RedisBackend:
             argv.append(len(commit.outputs))
             argv += [json.dumps(value, separators=(",", ":")) for value in commit.outputs]
             argv += [*op_args, _iso(), repr(commit.seconds), self.ttl, self.workflow]
-            result = await self.scripts.commit(keys=[*fixed, *inboxes, *extra], args=argv)
+            if handoff is not None:
+                argv += [handoff.consumer, "1" if handoff.want_state and self.layout.model is None else "0"]
+            reply = await self.scripts.commit(keys=[*fixed, *inboxes, *extra], args=argv)
+            result = reply[0] if isinstance(reply, list) else reply
             if not str(result).startswith("conflict:"):
+                if handoff is not None and isinstance(reply, list):
+                    _hand_off(handoff, reply)
                 return "duplicate" if result == "duplicate" else "ok"
             await asyncio.sleep(random.uniform(0, 0.01))
         raise FloxideError(f"context field of run '{item.run_id}' kept changing; commit gave up")
@@ -416,6 +421,18 @@ class RedisBackend:
         if summary["pending"]:
             floor = min(floor, summary["min"], key=_stream_id)
         return int(await self.client.xtrim(self.keys.stream, minid=floor, approximate=False))
+
+
+def _hand_off(handoff: Handoff, reply: list[Any]) -> None:
+    """Fill ``handoff`` from commit.lua's reply: the next claim and, if read, its run's state."""
+    if len(reply) < 3:
+        return
+    handoff.claim = Claim(item=WorkItem.model_validate_json(reply[2]), delivery=reply[1])
+    if len(reply) == 6:
+        status, deadline, interrupt = reply[3:]
+        if status:
+            moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
+            handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")
 
 
 def _claims(entries: list[Any]) -> list[Claim]:

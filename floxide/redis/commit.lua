@@ -21,11 +21,15 @@
 -- opened ("" for none), item scope JSON, the opened frame's joins (comma-separated), children count,
 -- C, (node, item JSON) x C,
 -- A, (join node, value JSON) x A, O, output JSON x O, P, ops x P, now (ISO), seconds,
--- ttl seconds, workflow name.
+-- ttl seconds, workflow name, consumer ("" for none), state wanted ("1"/"0").
 -- An op is: kind, field, key index (into KEYS, 0 for none), n, then n values.
 -- Kinds: set, incr, incrf, max, min, append, union, update, delete, cas (expected, value).
 --
--- Returns "duplicate", "conflict:<field>", "ok" or "finished".
+-- Returns "duplicate", "conflict:<field>", "ok" or "finished". With a consumer (the hand-off),
+-- the script also claims the next new entry of the stream for it and returns
+-- {result, entry id, item JSON, status, deadline, interrupt}: the last three (what
+-- step_input.lua tells) only when the state is wanted and the entry belongs to this run,
+-- else {result, entry id, item JSON}, or {result} when the stream has nothing new.
 
 local pos = 0
 local function arg() pos = pos + 1; return ARGV[pos] end
@@ -56,10 +60,37 @@ for i = 1, tonumber(arg()) do
   ops[i] = op
 end
 local now, seconds, ttl, workflow = arg(), arg(), tonumber(arg()), arg()
+local consumer, want_state = arg() or '', arg() or '0'
+
+-- The hand-off: claim the next new entry for the consumer that just committed (its next step
+-- then needs no XREADGROUP of its own, and for the same run no step_input.lua either).
+local function handoff(result)
+  if consumer == '' then return result end
+  local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+  if not reply then return {result} end
+  local entry = reply[1][2][1]
+  local json = nil
+  for i = 1, #entry[2], 2 do
+    if entry[2][i] == 'item' then json = entry[2][i + 1] end
+  end
+  if json == nil then return {result} end
+  if want_state ~= '1' or string.match(json, '"run_id":"([^"]*)"') ~= run_id then
+    return {result, entry[1], json}
+  end
+  local status = redis.call('HGET', KEYS[2], 'status')
+  local next_id = string.match(json, '"item_id":"([^"]*)"')
+  if status == 'Running' and redis.call('SISMEMBER', KEYS[3], next_id) == 0 then
+    redis.call('HSET', KEYS[4], next_id, '{"item_id":"' .. next_id .. '","node":"' ..
+      string.match(json, '"node":"([^"]*)"') .. '","status":"Running","attempt":' ..
+      string.match(json, '"attempt":(%d+)') .. '}')
+  end
+  return {result, entry[1], json, status or false, redis.call('HGET', KEYS[2], 'deadline') or false,
+    redis.call('HGET', KEYS[2], 'interrupt') or '0'}
+end
 
 if redis.call('SISMEMBER', KEYS[3], item_id) == 1 then
   redis.call('XACK', KEYS[1], group, delivery)
-  return 'duplicate'
+  return handoff('duplicate')
 end
 for _, op in ipairs(ops) do
   if op.kind == 'cas' then
@@ -156,8 +187,8 @@ local function close(f)
       local values = {}
       for i, e in ipairs(list) do values[i] = e[2] end
       fired[#fired + 1] = {name, '{"run_id":"' .. run_id .. '","item_id":"j:' .. item_id .. ':' .. name ..
-        '","node":"' .. name .. '","payload":[' .. table.concat(values, ',') ..
-        '],"attempt":1,"scope":' .. parent_scope .. '}'}
+        '","node":"' .. name .. '","attempt":1,"scope":' .. parent_scope .. ',"payload":[' ..
+        table.concat(values, ',') .. ']}'}
     end
     if f == '' then
       redis.call('HSET', KEYS[5], '', #names)
@@ -206,7 +237,7 @@ if run_done and (active or status == 'Paused') then
       'error', "workflow '" .. workflow .. "' ended without reaching a terminal node")
   end
   for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
-  return 'finished'
+  return handoff('finished')
 end
 -- a late commit of a run that finished meanwhile (its keys already expire): what it wrote
 -- expires with the run hash
@@ -214,4 +245,4 @@ local left = redis.call('TTL', KEYS[2])
 if left > 0 then
   for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], left) end
 end
-return 'ok'
+return handoff('ok')
