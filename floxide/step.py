@@ -46,7 +46,6 @@ class Outcome:
     outputs: list[Any] = field(default_factory=list)
     changes: list[FieldChange] = field(default_factory=list)
     fan_out: bool = False
-    held: bool = False
     error: BaseException | None = None
     retry_delay: float = 0.0
 
@@ -86,7 +85,7 @@ async def execute(
 def _route(graph: Graph, spec: NodeSpec, result: Any) -> Outcome:
     cls = result.__class__
     if cls is Hold:
-        return Outcome("done", held=True)
+        return Outcome("done")
     if cls is NextAll:
         values: Sequence[Any] = result.values
         fan_out = True

@@ -120,7 +120,6 @@ def plan_commit(
         )
         index += 1
     commit.outputs = [to_jsonable_python(value) for value in outcome.outputs]
-    commit.ended = not outcome.emits and not outcome.outputs
     return commit
 
 

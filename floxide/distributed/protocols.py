@@ -139,7 +139,7 @@ class Commit:
     ``arrivals`` are ``(join node, value)`` pairs collected by the item's (or the opened)
     frame; ``changes`` are context deltas (:meth:`floxide.merge.FieldChange.to_json`);
     ``frame_joins`` are the joins that close the opened frame (they fire even with no
-    arrival); ``ended`` says the step ended its branch without output (``Hold``).
+    arrival).
     """
 
     item: WorkItem
@@ -149,7 +149,6 @@ class Commit:
     outputs: list[Any] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-    ended: bool = False
     frame_joins: tuple[str, ...] = ()
 
 
