@@ -100,14 +100,8 @@ def needs_timer(spec: Any, status: Any, **_: Any) -> bool:
 def _memory(rt: Runtime, memo: Any, status: dict[str, Any]) -> RunMemory:
     memory = memo.get("run")
     if memory is None:
-        sent = {key: value for key, value in status.items() if key != "kopf"}
         memory = memo["run"] = RunMemory(
-            coalescer=Coalescer(
-                rt.settings.status_min_interval,
-                rt.settings.status_refresh_interval,
-                volatile=frozenset({"duration"}),
-                sent=sent,
-            ),
+            coalescer=rt.coalescer(status, volatile=frozenset({"duration"})),
             phase=phase_in(status),
             observed_retry=int(status.get("observedRetryGeneration") or 0),
         )

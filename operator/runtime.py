@@ -13,6 +13,7 @@ from typing import Any
 from .kube import Kube
 from .metrics import OperatorMetrics
 from .models import Phase
+from .projection import Coalescer
 from .settings import OperatorSettings
 from .store import Connection, Redises
 
@@ -87,6 +88,14 @@ class Runtime:
         if self.redises is None:
             raise RuntimeError("the operator has not started: no Redis client")
         return self.redises
+
+    def coalescer(self, status: dict[str, Any], *, volatile: frozenset[str]) -> Coalescer:
+        """A status coalescer for one resource, starting from the status it has now."""
+        sent = {key: value for key, value in status.items() if key != "kopf"}
+        settings = self.settings
+        return Coalescer(
+            settings.status_min_interval, settings.status_refresh_interval, volatile=volatile, sent=sent
+        )
 
     def require_kube(self) -> Kube:
         if self.kube is None:

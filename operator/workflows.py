@@ -70,14 +70,8 @@ class WorkflowMemory:
 def _memory(rt: Runtime, memo: Any, status: dict[str, Any]) -> WorkflowMemory:
     memory = memo.get("workflow")
     if memory is None:
-        sent = {key: value for key, value in status.items() if key != "kopf"}
         memory = memo["workflow"] = WorkflowMemory(
-            coalescer=Coalescer(
-                rt.settings.status_min_interval,
-                rt.settings.status_refresh_interval,
-                volatile=frozenset({"backlog"}),
-                sent=sent,
-            )
+            coalescer=rt.coalescer(status, volatile=frozenset({"backlog"}))
         )
     return memory
 
