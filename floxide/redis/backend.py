@@ -166,27 +166,18 @@ class RedisBackend:
 
     async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
         """One round trip for a batch of claims: each run's status, and each run's context once."""
-        runs = list(dict.fromkeys(claim.item.run_id for claim in claims))
+        runs = dict.fromkeys(claim.item.run_id for claim in claims) if self.layout.model else {}
+        reads = {run: self.layout.read_commands(self.run_keys(run)) for run in runs}
         script = self.scripts.step_input
         now = _iso()
         for attempt in range(2):
             async with self.client.pipeline(transaction=False) as pipe:
                 for claim in claims:
-                    keys = self.run_keys(claim.item.run_id)
-                    item = claim.item
-                    pipe.evalsha(
-                        script.sha,
-                        3,
-                        keys.info,
-                        keys.items,
-                        keys.done,
-                        item.item_id,
-                        item.node,
-                        item.attempt,
-                        now,
-                    )
-                for run_id in runs if self.layout.model else []:
-                    for command in self.layout.read_commands(self.run_keys(run_id)):
+                    item, keys = claim.item, self.run_keys(claim.item.run_id)
+                    args = (item.item_id, item.node, item.attempt, now)
+                    pipe.evalsha(script.sha, 3, keys.info, keys.items, keys.done, *args)
+                for commands in reads.values():
+                    for command in commands:
                         pipe.execute_command(*command)
                 replies = await pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in replies[: len(claims)]) or attempt:
@@ -194,12 +185,10 @@ class RedisBackend:
             await self.client.script_load(script.script)
         contexts: dict[str, dict[str, Any] | None] = {}
         position = len(claims)
-        for run_id in runs if self.layout.model else []:
-            size = len(self.layout.read_commands(self.run_keys(run_id)))
-            contexts[run_id] = self.layout.assemble(
-                self.run_keys(run_id), replies[position : position + size]
-            )
-            position += size
+        for run, commands in reads.items():
+            end = position + len(commands)
+            contexts[run] = self.layout.assemble(self.run_keys(run), replies[position:end])
+            position = end
         inputs = []
         for claim, reply in zip(claims, replies, strict=False):
             if isinstance(reply, Exception):
