@@ -236,11 +236,11 @@ class RedisBackend:
         ]
         inboxes = [keys.inbox(frame) for frame in frames]
         custom = self.layout.custom_fields(commit.changes)
+        separate = [key for _, _, key in self.layout.separate_keys(keys)]
         for _ in range(_CAS_RETRIES):
             stored = cast(list[str | None], await self.client.hmget(keys.ctx, custom)) if custom else []
             current = dict(zip(custom, stored, strict=True))
             ops = self.layout.delta_ops(commit.changes, current) if commit.changes else []
-            separate = [key for _, _, key in self.layout.separate_keys(keys)]
             extra, op_args = flatten_ops(ops, keys, len(fixed) + len(inboxes), separate)
             argv: list[Any] = [
                 GROUP,
