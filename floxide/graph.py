@@ -279,11 +279,8 @@ def _attach(name: str, specs: dict[str, NodeSpec], item: Edge) -> None:
 
 
 def _wants_failure(spec: NodeSpec) -> bool:
-    tp = spec.input_type
-    origin = get_origin(tp) or tp
-    return (isinstance(origin, type) and issubclass(origin, Failure)) or (
-        isinstance(tp, type) and issubclass(tp, Failure)
-    )
+    origin = get_origin(spec.input_type) or spec.input_type
+    return isinstance(origin, type) and issubclass(origin, Failure)
 
 
 def _check_fallback(name: str, source: NodeSpec, target: NodeSpec) -> None:
