@@ -40,12 +40,14 @@ COPY floxide ./floxide
 COPY operator ./operator
 COPY worker ./worker
 # No dependency changes here (--no-deps); pip byte-compiles the installed modules, so a read-only
-# root filesystem never needs a __pycache__ write. The smoke test runs outside /src, whose
-# operator/ directory would shadow the standard library's operator module.
+# root filesystem never needs a __pycache__ write. The smoke test imports every module of the three
+# packages (the operator's handlers and the worker process among them), so an undeclared dependency
+# fails the build; it runs outside /src, whose operator/ directory would shadow the standard
+# library's operator module.
 RUN pip install --no-deps '.[operator]' \
     && cd / \
     && floxide --version \
-    && python3 -c "import floxide, floxide_operator, floxide_worker"
+    && python3 -m floxide.importcheck floxide floxide_operator floxide_worker
 
 
 FROM ${BASE_IMAGE}

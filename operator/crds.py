@@ -37,7 +37,29 @@ def structural_schema(model: type[BaseModel]) -> Schema:
     """The structural OpenAPI v3 schema of ``model``, as Kubernetes accepts it in a CRD."""
     schema = model.model_json_schema(by_alias=True)
     definitions: dict[str, Schema] = schema.pop("$defs", {})
-    return _reshape(schema, definitions)
+    return _complete_defaults(_reshape(schema, definitions))
+
+
+def _complete_defaults(node: Schema) -> Schema:
+    """``node`` with every object ``default`` holding its properties' own defaults, recursively.
+
+    The API server evaluates CEL rules against a ``default`` as written, before nested defaults
+    apply: ``default: {}`` on an object whose rule reads ``self.minWorkers`` is refused when the
+    CRD is created. Written out in full, the default is what the object becomes anyway.
+    """
+    properties = {name: _complete_defaults(field) for name, field in node.get("properties", {}).items()}
+    if properties:
+        node = {**node, "properties": properties}
+    if "items" in node:
+        node = {**node, "items": _complete_defaults(node["items"])}
+    default = node.get("default")
+    if isinstance(default, dict) and properties:
+        filled = dict(default)
+        for name, field in properties.items():
+            if name not in filled and "default" in field:
+                filled[name] = field["default"]
+        node = {**node, "default": filled}
+    return node
 
 
 def _reshape(node: Schema, definitions: dict[str, Schema]) -> Schema:
