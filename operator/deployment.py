@@ -19,9 +19,11 @@ from . import models
 
 __all__ = [
     "DEFAULT_SECRET_KEYS",
+    "REDIS_HASH_ANNOTATION",
     "RESERVED_ENV",
     "TEMPLATE_HASH_ANNOTATION",
     "WORKER_HTTP_PORT",
+    "connection_hash",
     "deployment_name",
     "label_value",
     "mirrored_secret",
@@ -38,6 +40,13 @@ WORKER_HTTP_PORT = 9090
 TEMPLATE_HASH_ANNOTATION = "floxide.io/template-hash"
 """Annotation on the Deployment: a hash of what the operator last wrote, to detect drift cheaply."""
 
+REDIS_HASH_ANNOTATION = "floxide.io/redis-connection-hash"
+"""Annotation on the worker pods: a hash of their Redis connection (the Secret's URL and password).
+
+Pods read the Secret once, at start; when it changes (a rotated password, a reinstalled Redis),
+the new hash changes the pod template, and the Deployment rolls its pods onto the new values.
+"""
+
 DEFAULT_SECRET_KEYS = models.RedisSecretRef(name="redis")
 """The key names of a Redis Secret: ``redis-url`` and ``redis-password``."""
 
@@ -48,6 +57,7 @@ RESERVED_ENV = (
     "FLOXIDE_WORKER_CONCURRENCY",
     "FLOXIDE_WORKER_HTTP_PORT",
     "FLOXIDE_WORKER_DRAIN_SECONDS",
+    "FLOXIDE_WORKER_SERVE_AS",
 )
 """Variables the operator sets on workers; a Workflow's ``spec.env`` cannot override them."""
 
@@ -105,9 +115,18 @@ def _secret_env(name: str, key: str, *, optional: bool) -> dict[str, Any]:
 
 
 def worker_env(
-    spec: models.WorkflowSpec, *, namespace: str, redis: models.RedisSecretRef, drain_seconds: int
+    spec: models.WorkflowSpec,
+    *,
+    workflow: str,
+    namespace: str,
+    redis: models.RedisSecretRef,
+    drain_seconds: int,
 ) -> list[dict[str, Any]]:
-    """The worker container's environment: the operator's variables, then ``spec.env``."""
+    """The worker container's environment: the operator's variables, then ``spec.env``.
+
+    ``FLOXIDE_WORKER_SERVE_AS`` is the Workflow resource's name: its workers serve the queue
+    ``{wf:<namespace>/<workflow>}``, one per Workflow resource, whatever the code calls itself.
+    """
     env: list[dict[str, Any]] = [
         {"name": "FLOXIDE_REDIS_URL", **_secret_env(redis.name, redis.url_key, optional=False)},
         {"name": "FLOXIDE_REDIS_PASSWORD", **_secret_env(redis.name, redis.password_key, optional=True)},
@@ -115,6 +134,7 @@ def worker_env(
         {"name": "FLOXIDE_WORKER_CONCURRENCY", "value": str(spec.concurrency)},
         {"name": "FLOXIDE_WORKER_HTTP_PORT", "value": str(WORKER_HTTP_PORT)},
         {"name": "FLOXIDE_WORKER_DRAIN_SECONDS", "value": str(drain_seconds)},
+        {"name": "FLOXIDE_WORKER_SERVE_AS", "value": workflow},
     ]
     env += [var.to_body() for var in spec.env if var.name not in RESERVED_ENV]
     return env
@@ -137,14 +157,20 @@ def pod_template(
     redis: models.RedisSecretRef,
     service_account: str = "",
     drain_seconds: int = 25,
+    connection_hash: str = "",
 ) -> dict[str, Any]:
-    """The worker pod template: hardened, probed, and wired to Redis through a Secret."""
+    """The worker pod template: hardened, probed, and wired to Redis through a Secret.
+
+    ``connection_hash`` (:func:`connection_hash`) ties the pods to the Secret's current values.
+    """
     container: dict[str, Any] = {
         "name": "worker",
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy.value,
         "args": ["worker", spec.entrypoint],
-        "env": worker_env(spec, namespace=namespace, redis=redis, drain_seconds=drain_seconds),
+        "env": worker_env(
+            spec, workflow=workflow, namespace=namespace, redis=redis, drain_seconds=drain_seconds
+        ),
         "ports": [{"name": "metrics", "containerPort": WORKER_HTTP_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=2),
@@ -169,7 +195,10 @@ def pod_template(
     account = spec.service_account_name or service_account
     if account:
         pod["serviceAccountName"] = account
-    return {"metadata": {"labels": worker_labels(workflow)}, "spec": pod}
+    metadata: dict[str, Any] = {"labels": worker_labels(workflow)}
+    if connection_hash:
+        metadata["annotations"] = {REDIS_HASH_ANNOTATION: connection_hash}
+    return {"metadata": metadata, "spec": pod}
 
 
 def worker_deployment(
@@ -181,6 +210,7 @@ def worker_deployment(
     redis_secret: str | None = None,
     service_account: str = "",
     drain_seconds: int = 25,
+    connection_hash: str = "",
 ) -> dict[str, Any]:
     """The worker Deployment of ``workflow`` (``replicas=None`` leaves the count to someone else).
 
@@ -198,6 +228,7 @@ def worker_deployment(
         redis=redis,
         service_account=service_account,
         drain_seconds=drain_seconds,
+        connection_hash=connection_hash,
     )
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -223,6 +254,11 @@ def template_hash(template: dict[str, Any]) -> str:
     """A short, stable hash of a pod template."""
     text = json.dumps(template, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def connection_hash(url: str, password: str | None) -> str:
+    """A short hash of a Redis connection, for :data:`REDIS_HASH_ANNOTATION` (the values stay secret)."""
+    return hashlib.sha256(f"{url}\0{password or ''}".encode()).hexdigest()[:16]
 
 
 def mirrored_secret(*, workflow: str, namespace: str, url: str, password: str | None) -> dict[str, Any]:

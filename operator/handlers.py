@@ -25,7 +25,7 @@ from . import kube, models
 from .kube import KubeError
 from .models import Phase
 from .runs import cleanup_run, needs_timer, reconcile_run
-from .runtime import DeploymentView, RunSeen, Runtime, WorkflowSeen, phase_in
+from .runtime import DeploymentView, RunSeen, Runtime, phase_in
 from .settings import OperatorSettings
 from .store import Redises, RedisUnavailable
 from .workflows import reconcile_workflow
@@ -120,15 +120,13 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """The watch events that keep the runtime's views of Workflows, runs and Deployments."""
 
     @kopf.on.event(*WORKFLOWS, id="workflow-seen", registry=registry)
-    async def workflow_seen(event: Any, status: Any, name: str, namespace: str, **_: Any) -> None:
+    async def workflow_seen(event: Any, name: str, namespace: str, **_: Any) -> None:
         key = (namespace, name)
         if event.get("type") == "DELETED":
-            rt.workflows.pop(key, None)
-            rt.names.pop(key, None)
+            rt.workflows.discard(key)
             rt.connections.pop(key, None)
             return
-        graph = status.get("graph") or {}
-        rt.workflows[key] = WorkflowSeen(code_name=graph.get("name"))
+        rt.workflows.add(key)
 
     @kopf.on.event(*RUNS, id="run-seen", registry=registry)
     async def run_seen(

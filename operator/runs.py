@@ -108,12 +108,10 @@ def _memory(rt: Runtime, memo: Any, status: dict[str, Any]) -> RunMemory:
     return memory
 
 
-def _store_for(rt: Runtime, namespace: str, workflow: str) -> WorkflowStore | None:
-    code_name = rt.code_name(namespace, workflow)
-    if code_name is None:
-        return None
+def _store_for(rt: Runtime, namespace: str, workflow: str) -> WorkflowStore:
+    """The store of a Workflow's runs: its workers serve it under the Workflow resource's name."""
     return rt.require_redis().store(
-        rt.connection_of(namespace, workflow), namespace=namespace, workflow=code_name
+        rt.connection_of(namespace, workflow), namespace=namespace, workflow=workflow
     )
 
 
@@ -163,15 +161,15 @@ async def _admit(
     uid: str | None,
 ) -> str:
     """Seed the run; its run id. :class:`Reject` when it cannot be seeded now (or ever)."""
-    if rt.workflows.get((namespace, spec.workflow)) is None:
+    if (namespace, spec.workflow) not in rt.workflows:
         raise Reject(
             Phase.PENDING,
             "WorkflowNotFound",
             f"Workflow '{spec.workflow}' does not exist in namespace '{namespace}'",
         )
     store = _store_for(rt, namespace, spec.workflow)
-    graph = await store.graph() if store is not None else None
-    if store is None or graph is None:
+    graph = await store.graph()
+    if graph is None:
         raise Reject(
             Phase.PENDING, "WaitingForWorkers", f"waiting for a worker of Workflow '{spec.workflow}' to start"
         )

@@ -17,18 +17,10 @@ from .projection import Coalescer
 from .settings import OperatorSettings
 from .store import Connection, Redises
 
-__all__ = ["DeploymentView", "Key", "RunSeen", "Runtime", "WorkflowSeen"]
+__all__ = ["DeploymentView", "Key", "RunSeen", "Runtime"]
 
 Key = tuple[str, str]
 """(namespace, name)."""
-
-
-@dataclass
-class WorkflowSeen:
-    """A Workflow as last seen."""
-
-    code_name: str | None = None
-    """The workflow's name in its code, as recorded in ``status.graph.name``."""
 
 
 @dataclass
@@ -61,24 +53,16 @@ class Runtime:
     kube: Kube | None = None
     operator_secret: dict[str, str] | None = None
     """The Redis connection mirrored to Workflows: the operator Secret's entries, read at startup."""
-    workflows: dict[Key, WorkflowSeen] = field(default_factory=dict)
+    workflows: set[Key] = field(default_factory=set)
+    """The Workflows that exist."""
     runs: dict[str, RunSeen] = field(default_factory=dict)
     deployments: dict[Key, DeploymentView] = field(default_factory=dict)
-    names: dict[Key, str] = field(default_factory=dict)
-    """Workflow -> its name in the code, as discovered from its workers."""
     connections: dict[Key, Connection] = field(default_factory=dict)
     """Workflow -> its own Redis (``spec.redis``); absent: the operator's."""
 
     def runs_of(self, namespace: str, workflow: str) -> list[RunSeen]:
         """The runs of one Workflow."""
         return [run for run in self.runs.values() if run.namespace == namespace and run.workflow == workflow]
-
-    def code_name(self, namespace: str, workflow: str) -> str | None:
-        """The Workflow's name in its code: discovered now, or recorded in its status."""
-        known = self.names.get((namespace, workflow))
-        if known is None and (seen := self.workflows.get((namespace, workflow))) is not None:
-            known = seen.code_name
-        return known
 
     def connection_of(self, namespace: str, workflow: str) -> Connection | None:
         """The Redis of a Workflow's runs (None: the operator's own)."""

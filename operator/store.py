@@ -1,8 +1,8 @@
 """The operator's only door to Redis: run records, backlogs, graphs, run control and cleanup.
 
 Everything here goes through :class:`floxide.redis.RedisBackend`, with the keys the workers use:
-``{wf:<Kubernetes namespace>/<workflow name in the code>}``. The operator does not import the
-workflow's code, so it learns that name from the workers (:func:`discover_name`).
+``{wf:<Kubernetes namespace>/<Workflow resource name>}`` (the operator tells the workers that
+name), so each Workflow resource has a queue of its own, whatever code it runs.
 
 Every Redis or socket error leaves this module as :class:`RedisUnavailable`, whose message says
 which Redis and why: the handlers report it in a condition and try again on their next tick.
@@ -30,12 +30,7 @@ __all__ = [
     "RedisUnavailable",
     "Redises",
     "WorkflowStore",
-    "pod_of_worker",
-    "worker_of_deployment",
 ]
-
-_GENERATED_NAME_BASE = 58
-"""Characters of a ``generateName`` the apiserver keeps before adding 5 random ones."""
 
 
 @dataclass(frozen=True)
@@ -97,12 +92,6 @@ class Redises:
         async with _guard(connection):
             await self.client(connection).ping()
 
-    async def workflows(self, connection: Connection | None, namespace: str) -> list[str]:
-        """Names of the workflows (in code) that workers have registered in ``namespace``."""
-        connection = connection or self.default
-        async with _guard(connection):
-            return await RunIndex(self.client(connection), namespace).workflows()
-
     async def locate(
         self, connection: Connection | None, *, namespace: str, run_id: str
     ) -> WorkflowStore | None:
@@ -114,26 +103,6 @@ class Redises:
             except (NotStarted, AmbiguousRun):
                 return None
         return self.store(connection, namespace=namespace, workflow=workflow)
-
-    async def discover_name(
-        self, connection: Connection | None, *, namespace: str, deployment: str
-    ) -> str | None:
-        """The name (in the code) of the workflow that ``deployment``'s worker pods run.
-
-        Workers register their workflow's name and heartbeat under it with an id that starts
-        with their pod's name (the pod's hostname), and pod names start with the Deployment's
-        name. Among the workflows whose live workers belong to ``deployment``, the one with the
-        most recently started worker wins (after a change of entrypoint, the new pods' workflow).
-        """
-        best: tuple[float, str] | None = None
-        for name in await self.workflows(connection, namespace):
-            store = self.store(connection, namespace=namespace, workflow=name)
-            for health in await store.workers():
-                if worker_of_deployment(health.worker_id, deployment):
-                    started = health.started_at.timestamp()
-                    if best is None or started > best[0]:
-                        best = (started, name)
-        return None if best is None else best[1]
 
     async def close(self) -> None:
         """Close every client."""
@@ -219,36 +188,3 @@ class WorkflowStore:
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# -- which pod a worker is ------------------------------------------------------------------------
-
-_WORKER_ID = re.compile(r"(?P<pod>.+)-\d+-[0-9a-f]{6}")
-_HASH = re.compile(r"[a-z0-9]{1,10}-")
-_HASH_PREFIX = re.compile(r"[a-z0-9]{0,10}-?")
-
-
-def pod_of_worker(worker_id: str) -> str | None:
-    """The pod (host) name in a worker id ``<hostname>-<pid>-<6 hex digits>``, if it has that form."""
-    match = _WORKER_ID.fullmatch(worker_id)
-    return match.group("pod") if match else None
-
-
-def worker_of_deployment(worker_id: str, deployment: str) -> bool:
-    """Whether the worker runs in a pod of ``deployment``.
-
-    A Deployment's pods are named ``<deployment>-<template hash>-<5 characters>``, the part
-    before the 5 characters cut to 58 characters when it is longer.
-    """
-    pod = pod_of_worker(worker_id)
-    if pod is None or len(pod) < 6:
-        return False
-    base = pod[:-5]
-    lead = f"{deployment}-"
-    if len(lead) >= _GENERATED_NAME_BASE:
-        return base == lead[:_GENERATED_NAME_BASE]
-    if not base.startswith(lead):
-        return False
-    rest = base[len(lead) :]
-    pattern = _HASH_PREFIX if len(base) == _GENERATED_NAME_BASE else _HASH
-    return pattern.fullmatch(rest) is not None

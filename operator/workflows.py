@@ -4,8 +4,10 @@ One timer per Workflow does it all, level-triggered, so that creating, changing,
 restart and repairing (a deleted Deployment comes back) are the same code path:
 
 1. mirror the operator's Redis Secret into the Workflow's namespace (unless ``spec.redis``);
-2. create the worker Deployment, or patch its pod template when the spec changed;
-3. learn the workflow's name in its code from its workers, read the graph and the backlog;
+2. create the worker Deployment, or patch its pod template when the spec or the Redis connection
+   changed (a hash of the connection is in the template, so new values roll the pods);
+3. read the graph the workers published and the backlog, under the Workflow resource's own name
+   (the operator tells the workers that name: ``FLOXIDE_WORKER_SERVE_AS``);
 4. size the Deployment from the backlog (:mod:`.scaling`), or apply ``spec.replicas``
    (``scaling.mode: External``);
 5. project it all into ``status``, patched only on change and at most once per interval.
@@ -37,9 +39,6 @@ log = logging.getLogger(__name__)
 SECRET_REFRESH_SECONDS = 60.0
 """How long a Workflow's own Redis Secret (``spec.redis``) is cached."""
 
-DISCOVERY_SECONDS = 10.0
-"""How often the workflow's name in its code is checked again while workers run."""
-
 GRAPH_SECONDS = 10.0
 """How often a known graph is read again."""
 
@@ -60,7 +59,6 @@ class WorkflowMemory:
     connection: Connection | None = None
     connection_read: float = float("-inf")
     connection_for: str | None = None
-    discovered: float = float("-inf")
     graph: dict[str, Any] | None = None
     graph_read: float = float("-inf")
     created_replicas: int | None = None
@@ -95,19 +93,34 @@ async def _connection(
     return memory.connection
 
 
+def _mirrored(rt: Runtime) -> Connection:
+    """The Redis connection mirrored to Workflows: the operator Secret's, else the operator's own."""
+    own = rt.require_redis().default
+    if rt.operator_secret is None:
+        return own
+    return Connection(
+        rt.operator_secret.get("redis-url") or own.url, rt.operator_secret.get("redis-password")
+    )
+
+
 async def _mirror_secret(rt: Runtime, body: Any, name: str, namespace: str) -> None:
     """Copy the operator's Redis connection into the Workflow's namespace, owned by the Workflow."""
-    redises = rt.require_redis()
-    source = rt.operator_secret or {}
-    url = source.get("redis-url") or redises.default.url
-    password = source.get("redis-password") if rt.operator_secret is not None else redises.default.password
-    secret = manifests.mirrored_secret(workflow=name, namespace=namespace, url=url, password=password)
+    mirrored = _mirrored(rt)
+    secret = manifests.mirrored_secret(
+        workflow=name, namespace=namespace, url=mirrored.url, password=mirrored.password
+    )
     kopf.adopt(secret, owner=body)
     await rt.require_kube().apply_secret(secret)
 
 
 def _desired_deployment(
-    rt: Runtime, spec: models.WorkflowSpec, *, name: str, namespace: str, replicas: int | None
+    rt: Runtime,
+    spec: models.WorkflowSpec,
+    *,
+    name: str,
+    namespace: str,
+    replicas: int | None,
+    workers_connection: Connection,
 ) -> dict[str, Any]:
     return manifests.worker_deployment(
         spec,
@@ -116,6 +129,7 @@ def _desired_deployment(
         replicas=replicas,
         service_account=rt.settings.worker_service_account,
         drain_seconds=rt.settings.worker_drain_seconds,
+        connection_hash=manifests.connection_hash(workers_connection.url, workers_connection.password),
     )
 
 
@@ -128,12 +142,15 @@ async def _ensure_deployment(
     name: str,
     namespace: str,
     initial: int | None,
+    workers_connection: Connection,
 ) -> DeploymentView | None:
     """Create the Deployment or bring its template up to date; the view of it (None if just created)."""
     kube = rt.require_kube()
     dname = manifests.deployment_name(name)
     seen = rt.deployments.get((namespace, dname))
-    desired = _desired_deployment(rt, spec, name=name, namespace=namespace, replicas=initial)
+    desired = _desired_deployment(
+        rt, spec, name=name, namespace=namespace, replicas=initial, workers_connection=workers_connection
+    )
     kopf.adopt(desired, owner=body)
     wanted_hash = desired["metadata"]["annotations"][manifests.TEMPLATE_HASH_ANNOTATION]
     if seen is None:
@@ -153,25 +170,6 @@ async def _ensure_deployment(
         await kube.patch_deployment(namespace, dname, patch)
         kopf.info(body, reason="DeploymentUpdated", message=f"Updated the pod template of {dname}")
     return seen
-
-
-async def _discover(
-    rt: Runtime, memory: WorkflowMemory, connection: Connection, *, name: str, namespace: str, now: float
-) -> str | None:
-    """The workflow's name in its code, learnt from its workers (checked again every few seconds)."""
-    known = rt.code_name(namespace, name)
-    if known is not None and now - memory.discovered < DISCOVERY_SECONDS:
-        return known
-    memory.discovered = now
-    found = await rt.require_redis().discover_name(
-        connection, namespace=namespace, deployment=manifests.deployment_name(name)
-    )
-    if found is not None and found != known:
-        log.info("Workflow %s/%s: its workers run the workflow '%s'", namespace, name, found)
-        rt.names[(namespace, name)] = found
-        memory.graph_read = float("-inf")
-        return found
-    return known
 
 
 async def _graph(store: WorkflowStore, memory: WorkflowMemory, now: float) -> dict[str, Any] | None:
@@ -222,11 +220,7 @@ async def _read_redis(
     rt: Runtime, memory: WorkflowMemory, connection: Connection, *, name: str, namespace: str, now: float
 ) -> RedisView:
     try:
-        code_name = await _discover(rt, memory, connection, name=name, namespace=namespace, now=now)
-        if code_name is None:  # no worker has started yet: no queue, no backlog
-            await rt.require_redis().ping(connection)
-            return RedisView(backlog=0)
-        store = rt.require_redis().store(connection, namespace=namespace, workflow=code_name)
+        store = rt.require_redis().store(connection, namespace=namespace, workflow=name)
         return RedisView(backlog=await store.backlog(), graph=await _graph(store, memory, now))
     except RedisUnavailable as exc:
         return RedisView(error=str(exc))
@@ -298,7 +292,14 @@ async def reconcile_workflow(
         wanted = _size(parsed, memory, current=current or 0, load=load, now=now)
         try:
             view = await _ensure_deployment(
-                rt, memory, body, parsed, name=name, namespace=namespace, initial=wanted
+                rt,
+                memory,
+                body,
+                parsed,
+                name=name,
+                namespace=namespace,
+                initial=wanted,
+                workers_connection=connection if parsed.redis is not None else _mirrored(rt),
             )
             if view is not None and wanted is not None and view.spec_replicas != wanted:
                 await rt.require_kube().patch_deployment(namespace, dname, {"spec": {"replicas": wanted}})

@@ -80,6 +80,14 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    serve_as: Annotated[
+        str | None,
+        typer.Option(
+            "--serve-as",
+            help="Name the workflow is served under in Redis; default its own. (env FLOXIDE_WORKER_SERVE_AS)",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of start-up errors.")
     ] = False,
@@ -90,7 +98,7 @@ def worker(
 
         settings = settings_module.load(
             redis=redis, namespace=namespace, concurrency=concurrency, http_port=http_port, lease=lease,
-            drain_seconds=drain_seconds, log_format=log_format, log_level=log_level,
+            drain_seconds=drain_seconds, log_format=log_format, log_level=log_level, serve_as=serve_as,
         )  # fmt: skip
         workflow = load_workflow(target)
     except CliError as exc:

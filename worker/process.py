@@ -73,7 +73,9 @@ class WorkerProcess:
         self.worker_id = worker_id or worker_identity()
         self.handle_signals = handle_signals
         self.probes = Probes()
-        self.metrics = PrometheusHooks(workflow.name)
+        self.name = settings.worker.served_name(workflow.name)
+        """The name the workflow is served under in Redis."""
+        self.metrics = PrometheusHooks(self.name)
         self.worker: DistributedWorker | None = None
         self._stopping = asyncio.Event()
         self._signals = 0
@@ -100,7 +102,7 @@ class WorkerProcess:
         client = s.redis.client(block=BLOCK)
         backend = RedisBackend(
             client,
-            self.workflow.name,
+            self.name,
             namespace=s.namespace,
             context_type=self.workflow.context_type,
             ttl=s.queue.run_ttl_seconds,
@@ -134,7 +136,7 @@ class WorkerProcess:
                 )
             log.info(
                 "worker %s of workflow '%s' (namespace '%s'): concurrency %d, Redis %s, HTTP port %s",
-                self.worker_id, self.workflow.name, s.namespace, s.worker.concurrency, safe_url(s.redis.url),
+                self.worker_id, self.name, s.namespace, s.worker.concurrency, safe_url(s.redis.url),
                 s.worker.http_port or "off",
             )  # fmt: skip
             if not await self._connect(backend):
@@ -219,7 +221,7 @@ class WorkerProcess:
             await asyncio.sleep(every)
             try:
                 trimmed = await backend.trim()
-                pruned = await index.prune(self.workflow.name)
+                pruned = await index.prune(self.name)
             except UNAVAILABLE as exc:
                 log.warning("trimming the work stream failed (next try in %gs): %s", every, exc)
             else:

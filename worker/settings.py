@@ -14,6 +14,7 @@ worker.concurrency          ``FLOXIDE_WORKER_CONCURRENCY``    4
 worker.http_port            ``FLOXIDE_WORKER_HTTP_PORT``      9090 (0: no HTTP server)
 worker.lease_seconds        ``FLOXIDE_WORKER_LEASE_SECONDS``  30
 worker.drain_seconds        ``FLOXIDE_WORKER_DRAIN_SECONDS``  25
+worker.serve_as             ``FLOXIDE_WORKER_SERVE_AS``       the workflow's name
 queue.run_ttl_seconds       ``FLOXIDE_QUEUE_RUN_TTL_SECONDS`` 604800 (7 days)
 logging.format              ``FLOXIDE_LOG_FORMAT``            ``text``
 logging.level               ``FLOXIDE_LOG_LEVEL``             ``INFO``
@@ -67,6 +68,17 @@ class WorkerOptions(BaseSettings):
     trim_seconds: float = Field(
         60.0, gt=0, description="Seconds between trims of the work stream (and prunes of the run index)."
     )
+    serve_as: str = Field(
+        "",
+        max_length=253,
+        description="Name the workflow is served under in Redis (its keys are {wf:<namespace>/<name>}); "
+        "empty: the workflow's own name. The operator sets it to the Workflow resource's name, so that "
+        "each Workflow resource has a queue of its own, whatever code it runs.",
+    )
+
+    def served_name(self, workflow: str) -> str:
+        """The name the workflow named ``workflow`` in its code is served under."""
+        return self.serve_as or workflow
 
 
 class QueueSettings(BaseSettings):
@@ -130,6 +142,7 @@ def load(
     http_port: int | None = None,
     lease: float | None = None,
     drain_seconds: float | None = None,
+    serve_as: str | None = None,
     log_format: str | None = None,
     log_level: str | None = None,
 ) -> Settings:
@@ -147,6 +160,7 @@ def load(
                 "http_port": ("--http-port", http_port),
                 "lease_seconds": ("--lease", lease),
                 "drain_seconds": ("--drain-seconds", drain_seconds),
+                "serve_as": ("--serve-as", serve_as),
             },
         ),
         queue=load_settings(QueueSettings, {}),

@@ -73,10 +73,16 @@ class Certificates:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                    key_encipherment=False, data_encipherment=False, key_agreement=False,
-                    encipher_only=False, decipher_only=False,
-                ),  # fmt: skip
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
                 critical=True,
             )
             .sign(ca_key, hashes.SHA256())
@@ -84,7 +90,9 @@ class Certificates:
         self.ca.cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         _write_key(self.ca.key, ca_key)
 
-        def issue(pair: KeyPair, subject: x509.Name, usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName]) -> None:
+        def issue(
+            pair: KeyPair, subject: x509.Name, usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName]
+        ) -> None:
             key = ec.generate_private_key(ec.SECP256R1())
             builder = (
                 x509.CertificateBuilder()

@@ -220,7 +220,9 @@ class ControlPlane:
             except (urllib.error.URLError, OSError) as exc:
                 last = str(exc)
             time.sleep(0.25)
-        raise ControlPlaneError(f"the API server was not ready in {timeout}s ({last}):\n{self.log_tail('kube-apiserver')}")
+        raise ControlPlaneError(
+            f"the API server was not ready in {timeout}s ({last}):\n{self.log_tail('kube-apiserver')}"
+        )
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -235,7 +237,10 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "test", "cluster": {"server": self.server, "certificate-authority": str(self.certs.ca.cert)}}
+                {
+                    "name": "test",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.certs.ca.cert)},
+                }
             ],
             "users": [{"name": "test", "user": user}],
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
@@ -258,7 +263,9 @@ class ControlPlane:
 
     def apply(self, manifest: dict[str, Any] | str, *, kubeconfig: Path | None = None) -> None:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=text, kubeconfig=kubeconfig)
+        self.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input=text, kubeconfig=kubeconfig
+        )
 
     def token(self, namespace: str, service_account: str, *, hours: int = 4) -> str:
         """A token of ``service_account`` from the TokenRequest API (``kubectl create token``)."""

@@ -352,7 +352,7 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def redis_backend(url: str, workflow: str) -> AsyncIterator[RedisBackend]:
-    """A backend of ``workflow`` (its name in the code) in the test namespace, as the workers use it."""
+    """A backend of the Workflow resource ``workflow`` in the test namespace, as its workers use it."""
     client = Redis.from_url(url, decode_responses=True)
     try:
         yield RedisBackend(client, workflow, namespace=NAMESPACE)

@@ -38,7 +38,7 @@ async def test_ttl_deletes_a_finished_run_and_its_data(cluster: Cluster) -> None
         )
         run_id = api.status(RUNS, "short-lived")["runId"]
         await eventually(lambda: not api.exists(RUNS, "short-lived"), timeout=15, what="the TTL deletion")
-    async with redis_backend(cluster.redis_url, "branching") as backend:
+    async with redis_backend(cluster.redis_url, "examples") as backend:
         assert await run_keys(backend, run_id) == []
     assert "Expired" in [reason for _, reason, _ in api.events("short-lived")]
 

@@ -113,7 +113,7 @@ async def test_branching_run_succeeds(cluster: Cluster) -> None:
     assert set(reasons) <= {"Pending", "Running", "Succeeded"}
 
     # Completion shows within 2 s of the run finishing in Redis; patches at most once a second.
-    async with redis_backend(cluster.redis_url, "branching") as backend:
+    async with redis_backend(cluster.redis_url, "examples") as backend:
         info = await backend.runs.get(status["runId"])
     assert info is not None and info.finished_at is not None
     patches = api.requests("PATCH", RUNS, subresource="status")

@@ -63,7 +63,7 @@ def test_container_runs_the_worker_command_from_the_workflow_image() -> None:
 
 def test_worker_environment_then_the_workflows_own() -> None:
     env = container(build(drain_seconds=40))["env"]
-    assert env[:6] == [
+    assert env[:7] == [
         {
             "name": "FLOXIDE_REDIS_URL",
             "valueFrom": {"secretKeyRef": {"name": "orders-redis", "key": "redis-url"}},
@@ -78,8 +78,9 @@ def test_worker_environment_then_the_workflows_own() -> None:
         {"name": "FLOXIDE_WORKER_CONCURRENCY", "value": "8"},
         {"name": "FLOXIDE_WORKER_HTTP_PORT", "value": "9090"},
         {"name": "FLOXIDE_WORKER_DRAIN_SECONDS", "value": "40"},
+        {"name": "FLOXIDE_WORKER_SERVE_AS", "value": "orders"},
     ]
-    assert env[6:] == [
+    assert env[7:] == [
         {"name": "LOG_LEVEL", "value": "DEBUG"},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
     ]
@@ -190,3 +191,24 @@ def test_mirrored_secret() -> None:
     assert decoded == {"redis-url": "redis://r:6379/0", "redis-password": "pw"}
     bare = deployment.mirrored_secret(workflow="orders", namespace="team-a", url="redis://r", password=None)
     assert bare["data"]["redis-password"] is None  # a merge patch removes it
+
+
+def test_a_new_redis_connection_changes_the_pod_template() -> None:
+    spec = models.WorkflowSpec.model_validate({"image": "orders:1", "entrypoint": "orders.flow:workflow"})
+
+    def template(url: str, password: str | None) -> dict[str, Any]:
+        hashed = deployment.connection_hash(url, password)
+        built = deployment.worker_deployment(
+            spec, workflow="orders", namespace="team-a", replicas=1, connection_hash=hashed
+        )
+        return built
+
+    old, rotated = template("redis://r:6379/0", "old"), template("redis://r:6379/0", "new")
+    annotation = deployment.REDIS_HASH_ANNOTATION
+    assert old["spec"]["template"]["metadata"]["annotations"][annotation] != (
+        rotated["spec"]["template"]["metadata"]["annotations"][annotation]
+    )
+    assert "old" not in str(old) and "new" not in str(rotated)  # a hash, never the password
+    hashes = deployment.TEMPLATE_HASH_ANNOTATION
+    assert old["metadata"]["annotations"][hashes] != rotated["metadata"]["annotations"][hashes]
+    assert template("redis://r:6379/0", "old") == old

@@ -23,7 +23,6 @@ import pytest
 from floxide_operator import models, projection
 from floxide_operator.projection import Coalescer, RunView, format_duration, project_run
 from floxide_operator.runs import input_errors, needs_timer, run_id_of
-from floxide_operator.store import worker_of_deployment
 
 from floxide.distributed.models import NodeMetrics, RunInfo, RunMetrics, RunStatus
 from tests.operator.test_crds import refusals
@@ -211,22 +210,3 @@ def test_which_runs_keep_their_timer(phase: str | None, ttl: int | None, expecte
     spec = {"workflow": "wf"} if ttl is None else {"workflow": "wf", "ttlSecondsAfterFinished": ttl}
     status = {"phase": phase} if phase else {}
     assert needs_timer(spec=spec, status=status) is expected
-
-
-@pytest.mark.parametrize(
-    ("worker_id", "deployment", "expected"),
-    [
-        ("orders-workers-5d8f7c9b4-x2k9p-7-0a1b2c", "orders-workers", True),
-        ("orders-workers-5d8f7c9b4-x2k9p-7-0a1b2c", "orders", False),
-        ("orders-workers-workers-5d8f7c9b4-x2k9p-7-0a1b2c", "orders-workers", False),
-        ("orders-workers-x2k9p-7-0a1b2c", "orders-workers", False),
-        ("laptop-1234-0a1b2c", "orders-workers", False),
-        ("not-a-worker-id", "orders-workers", False),
-        # The apiserver cuts a long generateName to 58 characters before adding 5 random ones.
-        (("a" * 40 + "-workers-5d8f7c9b4-")[:58] + "x2k9p-12-abcdef", "a" * 40 + "-workers", True),
-        (("a" * 60 + "-workers-5d8f7c9b4-")[:58] + "x2k9p-12-abcdef", "a" * 60 + "-workers", True),
-        (("a" * 60 + "-workers-5d8f7c9b4-")[:58] + "x2k9p-12-abcdef", "b" + "a" * 59 + "-workers", False),
-    ],
-)
-def test_worker_of_deployment(worker_id: str, deployment: str, expected: bool) -> None:
-    assert worker_of_deployment(worker_id, deployment) is expected

@@ -29,17 +29,28 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_operator_extra_brings_every_import(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT)], tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT)], tmp_path
+    )
     (wheel,) = wheels.glob("floxide-*.whl")
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)
     python = str(environment / "bin" / "python")
-    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[operator]"], tmp_path)
+    _run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[operator]"],
+        tmp_path,
+    )
 
     result = subprocess.run(
-        [python, "-m", "floxide.importcheck", *PACKAGES], cwd=tmp_path, capture_output=True, text=True, check=False
+        [python, "-m", "floxide.importcheck", *PACKAGES],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert result.returncode == 0, f"modules that do not import with only the operator extra:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"modules that do not import with only the operator extra:\n{result.stderr}"
+    )
     listed = subprocess.run(
         [python, "-c", "import floxide_operator.handlers, floxide_worker.process, sys; print(sys.prefix)"],
         cwd=tmp_path, capture_output=True, text=True, check=True,
