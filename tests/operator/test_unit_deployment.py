@@ -203,12 +203,12 @@ def test_a_new_redis_connection_changes_the_pod_template() -> None:
         )
         return built
 
-    old, rotated = template("redis://r:6379/0", "old"), template("redis://r:6379/0", "new")
+    old, rotated = template("redis://r:6379/0", "pw-one-x7"), template("redis://r:6379/0", "pw-two-x7")
     annotation = deployment.REDIS_HASH_ANNOTATION
     assert old["spec"]["template"]["metadata"]["annotations"][annotation] != (
         rotated["spec"]["template"]["metadata"]["annotations"][annotation]
     )
-    assert "old" not in str(old) and "new" not in str(rotated)  # a hash, never the password
+    assert "pw-one-x7" not in str(old) and "pw-two-x7" not in str(rotated)  # a hash, never the password
     hashes = deployment.TEMPLATE_HASH_ANNOTATION
     assert old["metadata"]["annotations"][hashes] != rotated["metadata"]["annotations"][hashes]
-    assert template("redis://r:6379/0", "old") == old
+    assert template("redis://r:6379/0", "pw-one-x7") == old
