@@ -48,9 +48,17 @@ mkdir -p "$bin.partial"
 started=$(date +%s)
 echo "install-envtest: building kube-apiserver, kube-controller-manager and kubectl ${kubernetes}" \
   "and etcd ${etcd} (once; cached in $cache)" >&2
+# The version the binaries report (kube-apiserver's /version, kubectl version): Helm checks charts'
+# kubeVersion against it. Without these, it is v0.0.0-master.
+minor="$(echo "$kubernetes" | cut -d. -f2)"
+version_flags=""
+for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $package.gitVersion=$kubernetes -X $package.gitMajor=1 -X $package.gitMinor=$minor"
+  version_flags+=" -X $package.gitTreeState=clean -X $package.buildDate=1970-01-01T00:00:00Z"
+done
 (
   cd tools/envtest
-  go build -tags providerless -trimpath -ldflags='-s -w' -o "$bin.partial/" \
+  go build -tags providerless -trimpath -ldflags="-s -w$version_flags" -o "$bin.partial/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kubectl
 ) >&2

@@ -247,6 +247,7 @@ class ControlPlane:
             "current-context": "test",
         }
         path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
         return path
 
     def kubectl(
