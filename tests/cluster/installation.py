@@ -35,7 +35,9 @@ FLOXIDE = str(Path(sys.executable).with_name("floxide"))
 GROUP, VERSION = "floxide.io", "v1alpha1"
 
 
-def eventually(check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> Any:
+def eventually(
+    check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -64,7 +66,9 @@ class Kube:
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Workflow or WorkflowRun, or None."""
         try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -75,7 +79,9 @@ class Kube:
         return dict((self.get(plural, namespace, name) or {}).get("status") or {})
 
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, body
+        )
         return created
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
@@ -111,7 +117,12 @@ class Kube:
 
 def workflow(name: str, entrypoint: str, **spec: Any) -> dict[str, Any]:
     """A Workflow manifest of the examples image; scaling from zero, down at once."""
-    scaling = {"minWorkers": 0, "maxWorkers": 2, "scaleDownStabilizationSeconds": 0, **spec.pop("scaling", {})}
+    scaling = {
+        "minWorkers": 0,
+        "maxWorkers": 2,
+        "scaleDownStabilizationSeconds": 0,
+        **spec.pop("scaling", {}),
+    }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Workflow",
@@ -125,7 +136,12 @@ def workflow_run(name: str, workflow: str, input: Any = None, **spec: Any) -> di
     body: dict[str, Any] = {"workflow": workflow, **spec}
     if input is not None:
         body["input"] = input
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkflowRun", "metadata": {"name": name}, "spec": body}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkflowRun",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 def helm(plane: ControlPlane, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,9 @@ def _finished(floxide: Installation, name: str, timeout: float = 90) -> dict[str
     try:
         status: dict[str, object] = eventually(done, timeout=timeout, what=f"WorkflowRun {name} to finish")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\noperator log:\n{floxide.operator.output()[-6000:] if floxide.operator else ''}") from exc
+        raise AssertionError(
+            f"{exc}\noperator log:\n{floxide.operator.output()[-6000:] if floxide.operator else ''}"
+        ) from exc
     return status
 
 
