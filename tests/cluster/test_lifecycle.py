@@ -1,0 +1,135 @@
+"""Life-cycle behaviour that only a real API server (and its controllers) shows.
+
+* deleting a Workflow garbage-collects its worker Deployment and mirrored Secret;
+* deleting an active run leaves no Redis key of it behind (its in-flight steps are fenced);
+* the operator killed mid-run: the run goes on, the new operator seeds nothing twice;
+* a new Redis password (Secret rotation, or a reinstall) rolls the worker pods onto it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.cluster.installation import Installation, eventually, workflow, workflow_run
+from tests.cluster.kubelet import LocalKubelet
+from tests.redis.conftest import RedisServer
+
+NS = "floxide-system"
+
+
+def _phase(floxide: Installation, run: str) -> str | None:
+    phase = floxide.kube.status("workflowruns", NS, run).get("phase")
+    return str(phase) if phase else None
+
+
+def _run_keys(redis_server: RedisServer, run_id: str) -> list[str]:
+    with redis_server.sync_client() as client:
+        return sorted(client.scan_iter(match=f"*:run:{run_id}*", count=1000))
+
+
+def test_deleting_a_workflow_collects_its_deployment_and_secret(floxide: Installation) -> None:
+    floxide.kube.create("workflows", NS, workflow("collected", "examples.branching:workflow"))
+    apps, core = floxide.kube.apps, floxide.kube.core
+    eventually(
+        lambda: apps.list_namespaced_deployment(NS, field_selector="metadata.name=collected-workers").items
+    )
+    eventually(lambda: core.list_namespaced_secret(NS, field_selector="metadata.name=collected-redis").items)
+    floxide.kube.delete("workflows", NS, "collected")
+    eventually(
+        lambda: (
+            not apps.list_namespaced_deployment(NS, field_selector="metadata.name=collected-workers").items
+        ),
+        what="the garbage collector to delete the Deployment",
+    )
+    eventually(
+        lambda: not core.list_namespaced_secret(NS, field_selector="metadata.name=collected-redis").items,
+        what="the garbage collector to delete the Secret",
+    )
+
+
+def test_deleting_an_active_run_leaves_no_redis_key(
+    floxide: Installation, kubelet: LocalKubelet, redis_server: RedisServer
+) -> None:
+    floxide.kube.create("workflows", NS, workflow("erased", "examples.countdown:workflow", concurrency=4))
+    floxide.kube.create("workflowruns", NS, workflow_run("erased", "erased", {"steps": 40, "delay": 0.15}))
+    eventually(lambda: int(floxide.kube.status("workflowruns", NS, "erased").get("completedItems") or 0) >= 3)
+    run_id = floxide.kube.status("workflowruns", NS, "erased")["runId"]
+    assert _run_keys(redis_server, run_id)
+    floxide.kube.delete("workflowruns", NS, "erased")
+    eventually(lambda: floxide.kube.get("workflowruns", NS, "erased") is None, what="the run to be deleted")
+    time.sleep(2.0)  # steps in flight at the deletion finish and try to commit meanwhile
+    assert _run_keys(redis_server, run_id) == []
+    with redis_server.sync_client() as client:
+        assert client.zscore(f"fx:{{wf:{NS}/erased}}:runs", run_id) is None
+
+
+def test_the_operator_killed_mid_run_resumes_without_seeding_twice(
+    floxide: Installation, kubelet: LocalKubelet, redis_server: RedisServer
+) -> None:
+    operator = floxide.operator
+    assert operator is not None
+    floxide.kube.create("workflows", NS, workflow("resumed", "examples.countdown:workflow"))
+    floxide.kube.create("workflowruns", NS, workflow_run("resumed", "resumed", {"steps": 15, "delay": 0.2}))
+    eventually(
+        lambda: int(floxide.kube.status("workflowruns", NS, "resumed").get("completedItems") or 0) >= 2
+    )
+    operator.stop(kill=True)
+    time.sleep(2.0)  # the run goes on without the operator
+    operator.start()
+    eventually(lambda: _phase(floxide, "resumed") == "Succeeded", timeout=90, what="the run to succeed")
+    status = floxide.kube.status("workflowruns", NS, "resumed")
+    assert json.loads(status["outputPreview"]) == 15
+    assert status["progress"] == "15/15"
+    with redis_server.sync_client() as client:
+        assert client.zrange(f"fx:{{wf:{NS}/resumed}}:runs", 0, -1) == [status["runId"]]
+    assert "Traceback" not in operator.output()
+
+
+@pytest.mark.timeout(300)
+def test_a_new_redis_password_rolls_the_workers(
+    floxide: Installation, kubelet: LocalKubelet, redis_server: RedisServer
+) -> None:
+    """As after ``helm uninstall`` + ``helm install``: Redis has a new password; the chart's Secret
+    holds it; the operator restarts (its pod template's checksum changed) and mirrors it; the
+    worker pods, which read the Secret only at start, must be replaced."""
+    operator = floxide.operator
+    assert operator is not None
+    floxide.kube.create(
+        "workflows", NS, workflow("rotated", "examples.branching:workflow", scaling={"minWorkers": 1})
+    )
+    floxide.kube.create("workflowruns", NS, workflow_run("before-rotation", "rotated", 42))
+    eventually(lambda: _phase(floxide, "before-rotation") == "Succeeded", timeout=90)
+    before = {pod.name for pod in kubelet.running(NS, "rotated-workers-")}
+    assert before
+    operator_checksum = _operator_checksum(floxide)
+
+    new_password = "rotated-" + str(int(time.time()))
+    with redis_server.sync_client() as client:
+        client.config_set("requirepass", new_password)
+        client.client_kill_filter(_type="normal", skipme=False)
+    redis_server.password = new_password
+    floxide.kube.put_secret(NS, "redis-auth", {"redis-password": new_password})
+    floxide.helm_upgrade(floxide.directory / "values.yaml")
+    assert _operator_checksum(floxide) != operator_checksum  # the operator pod would roll: so does ours
+    operator.restart()
+
+    def rolled() -> bool:
+        running = kubelet.running(NS, "rotated-workers-")
+        fresh = [pod for pod in running if pod.name not in before]
+        return bool(fresh) and all(pod.name not in before for pod in running)
+
+    eventually(rolled, timeout=120, what="new worker pods to replace the old ones")
+    assert all(
+        pod.environment["FLOXIDE_REDIS_PASSWORD"] == new_password
+        for pod in kubelet.running(NS, "rotated-workers-")
+    )
+    floxide.kube.create("workflowruns", NS, workflow_run("after-rotation", "rotated", 42))
+    eventually(lambda: _phase(floxide, "after-rotation") == "Succeeded", timeout=120)
+
+
+def _operator_checksum(floxide: Installation) -> str:
+    deployment = floxide.kube.apps.read_namespaced_deployment(f"{floxide.release}-operator", NS)
+    return str(deployment.spec.template.metadata.annotations["checksum/redis-connection"])
