@@ -274,13 +274,14 @@ class ControlPlane:
         return result.stdout.strip()
 
     def audit(self) -> list[AuditEvent]:
-        """Every request the API server has completed, in order."""
+        """Every request the API server has completed (or, for watches, started), in order."""
         events = []
         with contextlib.suppress(FileNotFoundError), open(self.audit_log, encoding="utf-8") as lines:
             for line in lines:
                 entry = json.loads(line)
-                if entry.get("stage") != "ResponseComplete":
-                    continue
+                stage = entry.get("stage")
+                if stage != "ResponseComplete" and not (stage == "ResponseStarted" and entry.get("verb") == "watch"):
+                    continue  # a watch completes only when it ends: count it when it starts
                 ref = entry.get("objectRef") or {}
                 events.append(
                     AuditEvent(

@@ -202,48 +202,50 @@ the release namespace otherwise.
 The operator's rules on namespaced resources (in a ClusterRole or a Role, by rbac.clusterWide).
 */}}
 {{- define "floxide.operatorNamespacedRules" -}}
-# Workflows and WorkflowRuns: watch them, record progress, clean up finished runs.
+# Exactly what the operator calls (tests/cluster/test_rbac.py compares it with the API server's audit
+# log): no get, update or delete it does not send.
+# Workflows and WorkflowRuns: kopf lists and watches them, patches their finalizers and annotations.
 - apiGroups: [floxide.io]
   resources: [workflows, workflowruns]
-  verbs: [get, list, watch, patch, update]
+  verbs: [list, watch, patch]
+# Status: phase, progress, conditions.
 - apiGroups: [floxide.io]
   resources: [workflows/status, workflowruns/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 # ttlSecondsAfterFinished: delete finished runs.
 - apiGroups: [floxide.io]
   resources: [workflowruns]
   verbs: [delete]
-# One worker Deployment per Workflow, scaled from the stream's backlog.
+# One worker Deployment per Workflow: created, its template and replicas patched. Deleting a
+# Workflow deletes it through its owner reference (the garbage collector), not the operator.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [apps]
-  resources: [deployments/scale]
-  verbs: [get, patch, update]
-# Redis Secret mirroring into Workflow namespaces; spec.inputFrom reads Secret and ConfigMap keys.
+  verbs: [list, watch, create, patch]
+# Redis Secret mirroring into Workflow namespaces; spec.redis and spec.inputFrom read Secret and
+# ConfigMap keys.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
-# Events on Workflows and WorkflowRuns (kopf posts core events; events.k8s.io for newer clients).
+# Events on Workflows and WorkflowRuns (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
 {{/*
-kopf's cluster-scoped scanning: notice namespaces and CRDs appearing and disappearing (read-only).
+kopf's cluster-scoped scanning (read-only): it notices CRDs appearing and disappearing, and, when it
+serves named namespaces (rbac.clusterWide=false), namespaces too.
 */}}
 {{- define "floxide.operatorScanningRules" -}}
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [list, watch]
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+{{- if not .Values.rbac.clusterWide }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
 {{- end }}

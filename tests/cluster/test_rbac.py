@@ -1,0 +1,100 @@
+"""The chart's RBAC is exactly what the operator uses: nothing it calls is missing, nothing granted
+goes unused.
+
+The operator runs with a token of the chart's ServiceAccount, so a missing grant is a 403 in
+the API server's audit log. The test drives every path of the operator that calls the API
+(a Workflow and its Deployment and Secret, a restart that mirrors the Secret again, runs with
+input from a ConfigMap and a Secret, a run deleted after its TTL, Events, peering, scanning),
+then compares every (group, resource, verb) the operator's user sent, over the whole session,
+with the chart's ClusterRole.
+"""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.installation import Installation, eventually, helm, workflow, workflow_run
+
+NS = "floxide-system"
+
+Grant = tuple[str, str, str]
+"""(API group, resource[/subresource], verb)."""
+
+
+def _granted(floxide: Installation, control_plane: ControlPlane) -> set[Grant]:
+    manifest = helm(control_plane, "get", "manifest", floxide.release, "--namespace", NS).stdout
+    grants: set[Grant] = set()
+    for doc in yaml.safe_load_all(manifest):
+        if (
+            not doc
+            or doc["kind"] not in ("ClusterRole", "Role")
+            or not doc["metadata"]["name"].endswith("-operator")
+        ):
+            continue
+        for rule in doc["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+            grants |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return grants
+
+
+def _used(floxide: Installation, control_plane: ControlPlane) -> tuple[set[Grant], list[str]]:
+    assert floxide.operator is not None
+    used: set[Grant] = set()
+    denied = []
+    for event in control_plane.audit():
+        if event.user != floxide.operator.user or not event.resource:
+            continue  # another user, or a non-resource URL (discovery: granted to every user)
+        resource = f"{event.resource}/{event.subresource}" if event.subresource else event.resource
+        used.add((event.group, resource, event.verb))
+        if event.code == 403:
+            denied.append(f"{event.verb} {event.uri}")
+    return used, denied
+
+
+def test_the_operator_uses_exactly_what_the_chart_grants(
+    floxide: Installation, control_plane: ControlPlane, kubelet: object
+) -> None:
+    kube = floxide.kube
+    kube.create("workflows", NS, workflow("grants", "examples.branching:workflow"))
+    eventually(lambda: kube.secret(NS, "grants-redis"), what="the mirrored Secret")
+    assert floxide.operator is not None
+    floxide.operator.restart()  # mirrors the Secret again: create answers 409, then a patch
+
+    kube.core.create_namespaced_config_map(
+        NS, {"metadata": {"name": "grants-input"}, "data": {"value": "42"}}
+    )
+    kube.put_secret(NS, "grants-input", {"value": "3"})
+    kube.create(
+        "workflowruns",
+        NS,
+        workflow_run(
+            "grants-cm", "grants", inputFrom={"configMapKeyRef": {"name": "grants-input", "key": "value"}}
+        ),
+    )
+    kube.create(
+        "workflowruns",
+        NS,
+        workflow_run(
+            "grants-secret",
+            "grants",
+            inputFrom={"secretKeyRef": {"name": "grants-input", "key": "value"}},
+            ttlSecondsAfterFinished=0,
+        ),
+    )
+    eventually(lambda: kube.status("workflowruns", NS, "grants-cm").get("phase") == "Succeeded", timeout=90)
+    assert json.loads(kube.status("workflowruns", NS, "grants-cm")["outputPreview"]) == "BigNode: 84"
+    eventually(
+        lambda: kube.get("workflowruns", NS, "grants-secret") is None,
+        timeout=90,
+        what="the TTL to delete the run",
+    )
+
+    used, denied = _used(floxide, control_plane)
+    assert not denied, f"the chart's RBAC refused the operator: {denied}"
+    granted = _granted(floxide, control_plane)
+    assert sorted(used - granted) == [], "used but not granted"
+    unused = sorted(granted - used)
+    assert not unused, f"granted but never used: drop these from the chart's rules: {unused}"
