@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check on a local kind cluster: build the images, install the chart, run the examples,
-# and kill a worker in the middle of a run to show that the run still succeeds.
+# then take a worker away in the middle of a run, twice, to show that the run still succeeds: once
+# killed with SIGKILL (a crash), once deleted (a graceful drain).
 #
 #   scripts/e2e-kind.sh            # creates the cluster, runs everything, deletes the cluster it created
 #   scripts/e2e-kind.sh --keep     # leaves the cluster (and the release) for a look around
@@ -11,7 +12,7 @@
 #   KIND_NODE_IMAGE   kind node image, e.g. kindest/node:v1.30.0   (kind's default)
 #   IMAGE_TAG         tag of floxide and floxide-examples   (0.1.0)
 #   BASE_IMAGE        base image of the floxide image       (the Dockerfile's default)
-#   NAMESPACE         namespace of the release and the examples (floxide)
+#   NAMESPACE         namespace of the release and the examples (floxide-system)
 #   RELEASE           Helm release name                     (floxide)
 #   TIMEOUT           seconds to wait for each run          (300)
 #   HELM_TEST         run `helm test` at the end: 1 or 0     (1)
@@ -23,7 +24,7 @@ KIND_CLUSTER="${KIND_CLUSTER:-floxide-e2e}"
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-}"
 IMAGE_TAG="${IMAGE_TAG:-0.1.0}"
 BASE_IMAGE="${BASE_IMAGE:-}"
-NAMESPACE="${NAMESPACE:-floxide}"
+NAMESPACE="${NAMESPACE:-floxide-system}"
 RELEASE="${RELEASE:-floxide}"
 TIMEOUT="${TIMEOUT:-300}"
 HELM_TEST="${HELM_TEST:-1}"
@@ -163,44 +164,101 @@ for run in $runs; do
 done
 "${K[@]}" get workflowruns
 
-# -- fault drill -----------------------------------------------------------------------------
-# Run the countdown again and kill one of its workers while it is in the middle: the step it held
-# is reclaimed by the other worker once its lease expires, and the run still succeeds.
-log "fault drill: restarting the countdown run"
-"${K[@]}" delete -f examples/k8s/run-countdown.yaml --ignore-not-found --wait=true
-apply_examples examples/k8s/run-countdown.yaml
+# -- fault drills ----------------------------------------------------------------------------
+# Each drill runs the countdown again and, while it is in the middle, takes one of its two workers
+# away; the run must still succeed.
+#
+# 1. Crash: the worker process gets SIGKILL, so none of its shutdown code runs. The step it held
+#    stays claimed in Redis until its lease expires; then a live worker reclaims it. The worker is
+#    PID 1 of its container (the image's ENTRYPOINT is `floxide`, with no init in front), and the
+#    kernel drops a signal sent to a PID namespace's init from inside that namespace when init has
+#    no handler for it: `kubectl exec POD -- sh -c 'kill -9 1'` would do nothing at all. So the
+#    signal comes from the pod's kind node (a docker container named like the node), which holds
+#    the container's parent PID namespace, at the PID crictl reports there; kubelet then restarts
+#    the container, whose last state must show exit code 137 (128 + SIGKILL).
+# 2. Graceful drain: the pod is deleted. The worker gets SIGTERM, stops claiming, lets its running
+#    step finish within its drain time and hands the rest back to the other worker.
 
-log "waiting for the countdown run to be Running with some progress"
+# Reruns the countdown and waits until it is Running with a few steps done.
+restart_countdown() {
+  local phase progress done_steps deadline
+  "${K[@]}" delete -f examples/k8s/run-countdown.yaml --ignore-not-found --wait=true
+  apply_examples examples/k8s/run-countdown.yaml
+  log "waiting for the countdown run to be Running with some progress"
+  deadline=$((SECONDS + TIMEOUT))
+  while :; do
+    phase=$("${K[@]}" get workflowrun countdown -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    progress=$("${K[@]}" get workflowrun countdown -o jsonpath='{.status.progress}' 2>/dev/null || true)
+    done_steps="${progress%%/*}"
+    case "$done_steps" in '' | *[!0-9]*) done_steps=0 ;; esac
+    if [ "$phase" = Running ] && [ "$done_steps" -ge 3 ]; then break; fi
+    [ "$phase" != Succeeded ] || die "the countdown run finished before a worker could be taken away"
+    [ "$phase" != Failed ] || die "the countdown run failed before the drill"
+    [ "$SECONDS" -lt "$deadline" ] || die "the countdown run made no progress within ${TIMEOUT}s (phase '${phase}', progress '${progress}')"
+    sleep 1
+  done
+  log "countdown is ${phase} at ${progress}"
+}
+
+# Sets VICTIM to one running worker pod, preferably one of the countdown Workflow's (workers carry
+# the component label; the Deployment is <workflow>-workers).
+VICTIM=""
+choose_countdown_worker() {
+  local pods pod
+  pods=$("${K[@]}" get pods -l app.kubernetes.io/component=worker \
+    --field-selector=status.phase=Running -o jsonpath='{.items[*].metadata.name}')
+  VICTIM=""
+  for pod in $pods; do
+    case "$pod" in *countdown*) VICTIM="$pod" && break ;; esac
+  done
+  if [ -z "$VICTIM" ]; then VICTIM="${pods%% *}"; fi
+  [ -n "$VICTIM" ] || die "no running worker pod to take away"
+}
+
+countdown_succeeds_anyway() {
+  log "waiting for the countdown run to succeed anyway"
+  wait_succeeded countdown
+  "${K[@]}" get workflowruns
+  "${K[@]}" get workflowrun countdown -o jsonpath='{.status.progress}{"  "}{.status.output}{"\n"}' || true
+}
+
+log "crash drill: restarting the countdown run"
+restart_countdown
+choose_countdown_worker
+node=$("${K[@]}" get pod "$VICTIM" -o jsonpath='{.spec.nodeName}')
+container=$("${K[@]}" get pod "$VICTIM" -o jsonpath='{.status.containerStatuses[0].containerID}')
+container="${container#*://}"
+[ -n "$node" ] && [ -n "$container" ] || die "worker pod ${VICTIM} has no node or no running container"
+restarts=$("${K[@]}" get pod "$VICTIM" -o jsonpath='{.status.containerStatuses[0].restartCount}')
+case "$restarts" in '' | *[!0-9]*) restarts=0 ;; esac
+pid=$(docker exec "$node" crictl inspect --output go-template --template '{{.info.pid}}' "$container")
+case "$pid" in '' | *[!0-9]* | 0 | 1) die "no host PID for container ${container} of pod ${VICTIM} on node ${node}: '${pid}'" ;; esac
+log "killing the worker process of pod ${VICTIM} with SIGKILL (PID ${pid} on node ${node})"
+docker exec "$node" sh -c "kill -9 ${pid}"
 deadline=$((SECONDS + TIMEOUT))
 while :; do
-  phase=$("${K[@]}" get workflowrun countdown -o jsonpath='{.status.phase}' 2>/dev/null || true)
-  progress=$("${K[@]}" get workflowrun countdown -o jsonpath='{.status.progress}' 2>/dev/null || true)
-  done_steps="${progress%%/*}"
-  case "$done_steps" in '' | *[!0-9]*) done_steps=0 ;; esac
-  if [ "$phase" = Running ] && [ "$done_steps" -ge 3 ]; then break; fi
-  [ "$phase" != Succeeded ] || die "the countdown run finished before a worker could be killed"
-  [ "$phase" != Failed ] || die "the countdown run failed before the drill"
-  [ "$SECONDS" -lt "$deadline" ] || die "the countdown run made no progress within ${TIMEOUT}s (phase '${phase}', progress '${progress}')"
+  state=$("${K[@]}" get pod "$VICTIM" \
+    -o jsonpath='{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode}' \
+    2>/dev/null || true)
+  now_restarts="${state%% *}"
+  exit_code="${state#* }"
+  case "$now_restarts" in '' | *[!0-9]*) now_restarts="$restarts" ;; esac
+  if [ "$now_restarts" -gt "$restarts" ]; then
+    [ "$exit_code" = 137 ] || die "the worker of pod ${VICTIM} ended with exit code '${exit_code}', not 137 (SIGKILL)"
+    break
+  fi
+  [ "$SECONDS" -lt "$deadline" ] || die "the worker of pod ${VICTIM} was not restarted within ${TIMEOUT}s after SIGKILL"
   sleep 1
 done
-log "countdown is ${phase} at ${progress}"
+log "the worker of pod ${VICTIM} was killed (exit code 137) and restarted"
+countdown_succeeds_anyway
 
-# One worker pod, preferably one of the countdown Workflow's (workers carry the component label).
-pods=$("${K[@]}" get pods -l app.kubernetes.io/component=worker \
-  --field-selector=status.phase=Running -o jsonpath='{.items[*].metadata.name}')
-victim=""
-for pod in $pods; do
-  case "$pod" in *countdown*) victim="$pod" && break ;; esac
-done
-if [ -z "$victim" ]; then victim="${pods%% *}"; fi
-[ -n "$victim" ] || die "no running worker pod to delete"
-log "deleting worker pod ${victim}"
-"${K[@]}" delete pod "$victim" --wait=false
-
-log "waiting for the countdown run to succeed anyway"
-wait_succeeded countdown
-"${K[@]}" get workflowruns
-"${K[@]}" get workflowrun countdown -o jsonpath='{.status.progress}{"  "}{.status.output}{"\n"}' || true
+log "drain drill: restarting the countdown run"
+restart_countdown
+choose_countdown_worker
+log "deleting worker pod ${VICTIM} (SIGTERM: the worker drains)"
+"${K[@]}" delete pod "$VICTIM" --wait=false
+countdown_succeeds_anyway
 
 # -- helm test -------------------------------------------------------------------------------
 if [ "$HELM_TEST" = 1 ]; then

@@ -130,6 +130,8 @@ def render_chart(
 KIND_SCRIPT = REPO / "scripts" / "e2e-kind.sh"
 
 # Stand-ins for scripts/e2e-kind.sh: they record every call in $CALLS and answer its queries.
+# KILLED_STATE is what the killed worker's pod reports after the SIGKILL, "<restarts> <exit code>"
+# (default "1 137"); WORKER_PID the PID crictl reports; FAIL_RUN a run that does not succeed.
 KIND_KUBECTL = r"""#!/usr/bin/env bash
 echo "kubectl $*" >> "$CALLS"
 case "$*" in
@@ -138,12 +140,24 @@ case "$*" in
   *"get workflowrun countdown -o jsonpath={.status.progress}"*) printf 4/31;;
   *"get pods -l app.kubernetes.io/component=worker"*)
     printf "examples-worker-a countdown-worker-b countdown-worker-c";;
+  *"get pod "*"jsonpath={.spec.nodeName}"*) printf floxide-e2e-control-plane;;
+  *"get pod "*"jsonpath={.status.containerStatuses[0].containerID}"*) printf containerd://3f2a9c0d1e7b;;
+  *"get pod "*"restartCount} {"*) printf '%s' "${KILLED_STATE-1 137}";;
+  *"get pod "*"restartCount}"*) printf 0;;
   *"apply -f -"*) cat >> "$APPLIED";;
   *"wait --for=jsonpath"*) [ -z "${FAIL_RUN:-}" ] || case "$*" in *"workflowrun/$FAIL_RUN "*) exit 1;; esac;;
 esac
 exit 0
 """
 KIND_RECORDER = '#!/usr/bin/env bash\necho "{name} $*" >> "$CALLS"\nexit 0\n'
+# docker also answers `crictl inspect` on the kind node: the worker container's PID there.
+KIND_DOCKER = r"""#!/usr/bin/env bash
+echo "docker $*" >> "$CALLS"
+case "$*" in
+  "exec "*" crictl inspect "*) printf '%s' "${WORKER_PID-4242}";;
+esac
+exit 0
+"""
 
 
 def run_kind_script(
@@ -154,7 +168,8 @@ def run_kind_script(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "kubectl").write_text(KIND_KUBECTL)
-    for name in ("docker", "kind", "helm"):
+    (bin_dir / "docker").write_text(KIND_DOCKER)
+    for name in ("kind", "helm"):
         (bin_dir / name).write_text(KIND_RECORDER.format(name=name))
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)

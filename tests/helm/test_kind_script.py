@@ -7,11 +7,17 @@ where Docker and kind exist (`scripts/e2e-kind.sh`).
 Cases:
 - `--help` documents the options; an unknown argument is refused;
 - the script creates the cluster, builds and loads both images, installs the chart with the bundled
-  Redis, applies examples/k8s/, waits for every run to reach Succeeded, reruns the countdown,
-  deletes exactly one of its worker pods once it is Running with progress, waits for Succeeded,
-  runs `helm test`, and deletes the cluster it created;
-- `--keep` leaves the cluster; KIND_CLUSTER and IMAGE_TAG are honoured, and with a different tag
-  the example Workflows are pointed at the freshly built image;
+  Redis in namespace floxide-system, applies examples/k8s/, waits for every run to reach Succeeded,
+  then runs two drills on a rerun of the countdown, each once it is Running with progress, each
+  followed by a wait for Succeeded: a crash (the process of exactly one countdown worker is killed
+  with SIGKILL from its kind node, at the PID crictl reports for the pod's container, and the pod
+  must report a restart after exit code 137) and a graceful drain (exactly one countdown worker pod
+  is deleted); then it runs `helm test` and deletes the cluster it created;
+- the crash drill never signals from inside the pod (`kubectl exec ... kill` cannot kill PID 1);
+- the crash drill fails the script when the worker is not restarted, when it ended with another
+  exit code than 137, or when crictl reports no PID (then nothing is killed);
+- `--keep` leaves the cluster; KIND_CLUSTER, NAMESPACE and IMAGE_TAG are honoured, and with a
+  different tag the example Workflows are pointed at the freshly built image;
 - a run that does not succeed fails the script, with diagnostics.
 """
 
@@ -60,22 +66,45 @@ def test_full_run_in_order(tmp_path: Path) -> None:
         "wait --for=jsonpath={.status.phase}=Succeeded workflowrun/countdown",
         "delete -f examples/k8s/run-countdown.yaml",
         "apply -f examples/k8s/run-countdown.yaml",
+        # crash drill
+        "get pod countdown-worker-b -o jsonpath={.spec.nodeName}",
+        "get pod countdown-worker-b -o jsonpath={.status.containerStatuses[0].containerID}",
+        "docker exec floxide-e2e-control-plane crictl inspect --output go-template --template {{.info.pid}}"
+        " 3f2a9c0d1e7b",
+        "docker exec floxide-e2e-control-plane sh -c kill -9 4242",
+        "get pod countdown-worker-b -o jsonpath={.status.containerStatuses[0].restartCount}"
+        " {.status.containerStatuses[0].lastState.terminated.exitCode}",
+        "wait --for=jsonpath={.status.phase}=Succeeded workflowrun/countdown",
+        # drain drill
+        "delete -f examples/k8s/run-countdown.yaml",
+        "apply -f examples/k8s/run-countdown.yaml",
         "delete pod countdown-worker-b --wait=false",
+        "wait --for=jsonpath={.status.phase}=Succeeded workflowrun/countdown",
         "helm test floxide",
         "kind delete cluster --name floxide-e2e",
     ]
-    positions = [_index(calls, fragment) for fragment in order]
-    assert positions == sorted(positions), calls
+    start = 0
+    for fragment in order:  # each one after the previous one (some occur more than once)
+        start += _index(calls[start:], fragment) + 1
     install = calls[_index(calls, "helm upgrade --install")]
     assert "--set redis.enabled=true" in install and "--wait" in install
+    assert "--namespace floxide-system" in install
+    namespaced = [line for line in calls if line.startswith("kubectl ") and "crd/" not in line]
+    assert all("--namespace floxide-system" in line for line in namespaced), namespaced
     assert sum("delete pod" in line for line in calls) == 1
-    assert sum("workflowrun/countdown" in line and "wait" in line for line in calls) == 2
+    assert sum("kill" in line for line in calls) == 1
+    assert sum("delete -f examples/k8s/run-countdown.yaml" in line for line in calls) == 2
+    assert sum("workflowrun/countdown" in line and "wait" in line for line in calls) == 3
+    assert not any(line.startswith("kubectl") and " exec " in line for line in calls)
+    assert "killing the worker process of pod countdown-worker-b with SIGKILL (PID 4242" in proc.stderr
     assert "end-to-end check passed" in proc.stderr
 
 
 def test_keep_and_overrides(tmp_path: Path) -> None:
-    proc, calls = run_kind_script(tmp_path, "--keep", KIND_CLUSTER="mine", IMAGE_TAG="dev")
+    proc, calls = run_kind_script(tmp_path, "--keep", KIND_CLUSTER="mine", IMAGE_TAG="dev", NAMESPACE="work")
     assert proc.returncode == 0, proc.stderr
+    _index(calls, "helm upgrade --install floxide helm/floxide --kube-context kind-mine --namespace work")
+    _index(calls, "kubectl --context kind-mine --namespace work delete pod countdown-worker-b")
     assert not any(line.startswith("kind delete") for line in calls)
     _index(calls, "kind create cluster --name mine")
     _index(calls, "docker build -t floxide:dev .")
@@ -93,7 +122,33 @@ def test_a_run_that_does_not_succeed_fails_the_script(tmp_path: Path) -> None:
     assert "workflowrun/branching-big did not reach Succeeded" in proc.stderr
     _index(calls, "describe workflowruns")  # diagnostics
     _index(calls, "kind delete cluster --name floxide-e2e")
-    assert not any("delete pod" in line for line in calls)
+    assert not any("delete pod" in line or "kill" in line for line in calls)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KILLED_STATE": "0 ", "TIMEOUT": "2"}, "was not restarted within 2s after SIGKILL"),
+        ({"KILLED_STATE": "1 0"}, "ended with exit code '0', not 137 (SIGKILL)"),
+    ],
+    ids=["not-restarted", "graceful-exit"],
+)
+def test_a_worker_that_was_not_killed_fails_the_crash_drill(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    proc, calls = run_kind_script(tmp_path, **env)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    _index(calls, "sh -c kill -9 4242")
+    _index(calls, "describe workflowruns")  # diagnostics
+    assert not any("delete pod" in line for line in calls)  # no drain drill after a failed crash drill
+
+
+def test_no_pid_no_kill(tmp_path: Path) -> None:
+    proc, calls = run_kind_script(tmp_path, WORKER_PID="")
+    assert proc.returncode != 0
+    assert "no host PID for container 3f2a9c0d1e7b of pod countdown-worker-b" in proc.stderr
+    assert not any("kill" in line for line in calls)
 
 
 @pytest.mark.parametrize("tool", ["docker", "kind", "kubectl"])
