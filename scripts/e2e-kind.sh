@@ -14,7 +14,7 @@
 #   BASE_IMAGE        base image of the floxide image       (the Dockerfile's default)
 #   NAMESPACE         namespace of the release and the examples (floxide-system)
 #   RELEASE           Helm release name                     (floxide)
-#   TIMEOUT           seconds to wait for each run          (300)
+#   TIMEOUT           seconds to wait for each run, and for a killed worker to restart (300)
 #   HELM_TEST         run `helm test` at the end: 1 or 0     (1)
 #   HELM              helm binary                           (.tools/bin/helm, else helm on PATH)
 set -euo pipefail
