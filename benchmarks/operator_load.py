@@ -20,6 +20,7 @@ KMock matches every request against its request log, so the benchmark keeps that
 
     python benchmarks/operator_load.py               # 200 runs of the branching example
     python benchmarks/operator_load.py --runs 50     # a quicker look
+    python benchmarks/operator_load.py --real        # on a real API server (operator_load_real.py)
 """
 
 from __future__ import annotations
@@ -210,6 +211,9 @@ async def _against(
 
 
 def main() -> int:
+    if "--real" in sys.argv[1:]:  # the same load on a real API server: benchmarks/operator_load_real.py
+        real = [arg for arg in sys.argv[1:] if arg != "--real"]
+        return subprocess.call([sys.executable, str(Path(__file__).with_name("operator_load_real.py")), *real])
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

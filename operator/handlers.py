@@ -30,7 +30,7 @@ from .settings import OperatorSettings
 from .store import Redises, RedisUnavailable
 from .workflows import reconcile_workflow
 
-__all__ = ["FINALIZER", "WORKER_LABELS", "configure_kopf", "register"]
+__all__ = ["FINALIZER", "WORKER_LABELS", "NoDiffBase", "configure_kopf", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,24 @@ WORKFLOWS = (models.GROUP, models.VERSION, models.WORKFLOW_PLURAL)
 RUNS = (models.GROUP, models.VERSION, models.WORKFLOW_RUN_PLURAL)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keep no last-handled copy of a resource: no handler here reacts to a diff."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
     """Apply our settings to kopf's (called in the startup handler).
 
     * Peering: the chart's peering object, so that two operator pods never act at once;
       standalone when no name is set.
-    * Diff-base storage: kopf keeps the last handled spec in an annotation to detect changes.
-      Annotations are limited to 256 KiB in total, and a run's ``spec.input`` may be large, so
-      it is left out of that copy (changes of the input after a run is seeded mean nothing).
+    * Diff-base storage: none (:class:`NoDiffBase`). kopf keeps the last handled spec to detect
+      changes for its create and update handlers; the operator has none (its reconcilers are
+      level-triggered timers), so that copy would only cost one more API write per resource.
     * Posting: only warnings and the operator's own Events reach the Kubernetes Event API.
     """
     if ours.peering_name:
@@ -60,9 +70,7 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     else:
         settings.peering.standalone = True
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kopf.zalando.org", key="last-handled-configuration", ignored_fields=["spec.input"]
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -85,6 +93,8 @@ def _register_activities(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     @kopf.on.startup(id="startup", registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, rt.settings)
+        if rt.settings.peering_name and rt.settings.create_peering:
+            await _create_peering(rt)
         rt.redises = Redises(rt.settings.redis, ttl=rt.settings.redis_ttl)
         port = await rt.metrics.serve(rt.settings.metrics_port)
         log.info("serving /metrics on port %d; Redis at %s", port, rt.redises.default.where())
@@ -245,6 +255,22 @@ async def _guarded(rt: Runtime, kind: str, where: str, reconciliation: Awaitable
     except Exception:
         rt.metrics.reconcile_errors.labels(kind.lower()).inc()
         log.exception("%s %s: reconciliation failed", kind, where)
+
+
+async def _create_peering(rt: Runtime) -> None:
+    """Create the peering object before kopf looks for it (startup runs before kopf's peering).
+
+    The operator, not the chart, creates it: the chart installs the peering CRD in the same
+    release, and Helm cannot map a kind whose CRD it has only just created.
+    """
+    _, client = await kube.login()
+    rt.kube = client  # replaced (and closed) by the login handler
+    namespace = rt.settings.namespace or None
+    try:
+        if await client.create_peering(rt.settings.peering_name, namespace):
+            log.info("created the peering object %s", rt.settings.peering_name)
+    except KubeError as exc:
+        log.warning("cannot create the peering object %s: %s", rt.settings.peering_name, exc)
 
 
 async def _read_operator_secret(rt: Runtime) -> None:

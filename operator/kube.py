@@ -179,6 +179,30 @@ class Kube:
             _content_type="application/merge-patch+json",
         )
 
+    async def create_peering(self, name: str, namespace: str | None) -> bool:
+        """Create kopf's peering object (a KopfPeering in ``namespace``, else a ClusterKopfPeering);
+        False if it exists already."""
+        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+        try:
+            if namespace:
+                await self._call(
+                    f"creating {kind} {namespace}/{name}",
+                    self._custom.create_namespaced_custom_object,
+                    "kopf.dev", "v1", namespace, "kopfpeerings", body,
+                )  # fmt: skip
+            else:
+                await self._call(
+                    f"creating {kind} {name}",
+                    self._custom.create_cluster_custom_object,
+                    "kopf.dev", "v1", "clusterkopfpeerings", body,
+                )  # fmt: skip
+        except KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     async def delete_custom(
         self, *, group: str, version: str, plural: str, namespace: str, name: str
     ) -> None:

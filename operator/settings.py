@@ -55,6 +55,13 @@ class OperatorSettings(BaseSettings):
     peering_name: str = Field(
         "", description="Name of the kopf peering object to join; empty runs standalone (one replica only)."
     )
+    create_peering: bool = Field(
+        False,
+        description=(
+            "Create the peering object at start when it is missing (a KopfPeering in the served "
+            "namespace, else a ClusterKopfPeering)."
+        ),
+    )
     metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics (0: any free port).")
     liveness_endpoint: str = Field(
         "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint (URL); empty disables it."

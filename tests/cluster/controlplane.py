@@ -44,7 +44,11 @@ AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
-    "rules": [{"level": "Metadata"}],
+    "rules": [
+        # Patches of our resources with their bodies: what the operator writes, for tests to read.
+        {"level": "Request", "verbs": ["patch"], "resources": [{"group": "floxide.io"}]},
+        {"level": "Metadata"},
+    ],
 }
 
 

@@ -5,7 +5,7 @@ Cases:
   the metrics port, resources;
 - the FLOXIDE_ environment: Redis from the connection Secret, key prefix, logging, watched
   namespace, Redis Secret name, worker ServiceAccount, metrics port; extra env appended;
-- the kopf peering object: created after install and upgrade (its CRD is in the same release),
+- the kopf peering object: created by the operator at start (its CRD is in the same release),
   cluster-scoped or namespaced like the operator, named like FLOXIDE_OPERATOR_PEERING_NAME;
 - the worker ServiceAccount (no token) exists in the release namespace and in listed namespaces;
 - the test Pod is a `helm test` hook that runs `floxide submit examples.branching:workflow --input 42
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helm.helmchart import NAMESPACE, VALUE_SETS, render_chart
+from tests.helm.helmchart import NAMESPACE, VALUE_SETS, Rendered, render_chart
 
 
 def _operator(**set_values: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -56,6 +56,7 @@ def test_operator_environment() -> None:
         "FLOXIDE_OPERATOR_WORKER_SERVICE_ACCOUNT": "fx-floxide-worker",
         "FLOXIDE_OPERATOR_METRICS_PORT": "9090",
         "FLOXIDE_OPERATOR_PEERING_NAME": "floxide",
+        "FLOXIDE_OPERATOR_CREATE_PEERING": "true",
         "EXTRA": "on",
     }
     assert set(env) - set(values) == {"FLOXIDE_REDIS_URL", "FLOXIDE_REDIS_PASSWORD"}
@@ -83,28 +84,34 @@ def test_operator_replica_count_zero_stops_it() -> None:
     assert deployment["spec"]["replicas"] == 0
 
 
-def test_peering_object_is_a_post_install_hook_named_for_the_operator() -> None:
-    rendered = render_chart(**{"operator.peering.name": "fx-peers"})
-    peering = rendered.one("ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "fx-peers"
-    assert "namespace" not in peering["metadata"]
-    annotations = peering["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
-    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+def _operator_env(rendered: Rendered) -> dict[str, str | None]:
     container = rendered.one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
-    env = {item["name"]: item.get("value") for item in container["env"]}
+    return {item["name"]: item.get("value") for item in container["env"]}
+
+
+def test_the_operator_creates_its_peering_object() -> None:
+    """Not the chart: Helm cannot map a kind whose CRD it creates in the same release."""
+    rendered = render_chart(**{"operator.peering.name": "fx-peers"})
+    assert not {"ClusterKopfPeering", "KopfPeering"} & rendered.kinds()
+    env = _operator_env(rendered)
     assert env["FLOXIDE_OPERATOR_PEERING_NAME"] == "fx-peers"
+    assert env["FLOXIDE_OPERATOR_CREATE_PEERING"] == "true"
+    (rule,) = [r for r in rendered.one("ClusterRole")["rules"] if r["apiGroups"] == ["kopf.dev"]]
+    assert rule["resources"] == ["clusterkopfpeerings"] and "create" in rule["verbs"]
 
 
 def test_namespaced_operator_peers_in_its_namespace() -> None:
     rendered = render_chart(VALUE_SETS["namespaced"])
-    assert not rendered.all("ClusterKopfPeering")
-    assert rendered.one("KopfPeering")["metadata"]["namespace"] == NAMESPACE
+    (rule,) = [r for r in rendered.one("Role")["rules"] if r["apiGroups"] == ["kopf.dev"]]
+    assert rule["resources"] == ["kopfpeerings"] and "create" in rule["verbs"]
+    assert _operator_env(rendered)["FLOXIDE_OPERATOR_NAMESPACE"] == NAMESPACE
 
 
 def test_peering_object_can_be_left_to_someone_else() -> None:
     rendered = render_chart(**{"operator.peering.create": False})
-    assert not {"ClusterKopfPeering", "KopfPeering"} & rendered.kinds()
+    assert _operator_env(rendered)["FLOXIDE_OPERATOR_CREATE_PEERING"] == "false"
+    (rule,) = [r for r in rendered.one("ClusterRole")["rules"] if r["apiGroups"] == ["kopf.dev"]]
+    assert "create" not in rule["verbs"]
 
 
 def test_worker_service_account_exists_where_workflows_run() -> None:

@@ -33,8 +33,8 @@ NAMESPACED_GRANTS = {
 CRD_SCANNING = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 SCANNING_GRANTS = {**CRD_SCANNING, ("", "namespaces"): {"list", "watch"}}
 """A namespaced operator also scans namespaces; a cluster-wide one only CRDs."""
-CLUSTER_PEERING = {("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"}}
-NAMESPACED_PEERING = {("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"}}
+CLUSTER_PEERING = {("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch", "create"}}
+NAMESPACED_PEERING = {("kopf.dev", "kopfpeerings"): {"list", "watch", "patch", "create"}}
 
 
 def _grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:

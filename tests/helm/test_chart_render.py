@@ -99,7 +99,6 @@ def test_defaults_render_the_whole_system() -> None:
         "StatefulSet",
         "NetworkPolicy",
         "Pod",
-        "ClusterKopfPeering",
     }
     assert rendered.has("Deployment", "-operator")
     assert rendered.has("StatefulSet", "-redis")
