@@ -213,7 +213,8 @@ async def _against(
 def main() -> int:
     if "--real" in sys.argv[1:]:  # the same load on a real API server: benchmarks/operator_load_real.py
         real = [arg for arg in sys.argv[1:] if arg != "--real"]
-        return subprocess.call([sys.executable, str(Path(__file__).with_name("operator_load_real.py")), *real])
+        script = Path(__file__).with_name("operator_load_real.py")
+        return subprocess.call([sys.executable, str(script), *real])
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
