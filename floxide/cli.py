@@ -425,7 +425,7 @@ def run(
                 code=2,
                 verbose=verbose,
             )
-        from floxide.cli_distributed import run_distributed
+        from floxide.cli_local_workers import run_distributed
 
         run_distributed(
             target=target, input=input, run_id=run_id, redis=redis, workers=workers,

@@ -24,31 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_core import to_jsonable_python
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from rich.console import Console, RenderableType
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings
+from rich.console import RenderableType
 from rich.table import Table
 
 from floxide import cli as local
-from floxide.cli import CliError, ProgressReporter, load_workflow, read_input
+from floxide import cli_output as output
+from floxide.cli import CliError, load_workflow, read_input
+from floxide.cli_settings import namespace_setting, redis_settings, safe_url
 from floxide.distributed.models import RunInfo, RunMetrics, RunStatus
 from floxide.errors import AlreadyCompleted, FloxideError, InputError, NotStarted
-from floxide.runner import Progress
 
 if TYPE_CHECKING:
     from floxide.redis import RedisBackend, RedisSettings
@@ -56,77 +51,19 @@ if TYPE_CHECKING:
     from floxide.workflow import Workflow
 
 __all__ = [
-    "NamespaceSettings",
     "Session",
     "connect",
-    "load_settings",
-    "namespace_setting",
-    "redis_settings",
+    "fail_command",
+    "input_or_exit",
+    "load_or_exit",
+    "print_outcome",
     "register",
-    "run_distributed",
-    "safe_url",
+    "run_command",
+    "settings_or_exit",
 ]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
-
-NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-
-
-# -- settings ---------------------------------------------------------------------------------
-
-
-class NamespaceSettings(BaseSettings):
-    """Which tenant's keys to use. Environment: ``FLOXIDE_NAMESPACE``."""
-
-    model_config = SettingsConfigDict(env_prefix="FLOXIDE_", extra="ignore")
-
-    namespace: str = Field(
-        "default",
-        pattern=NAMESPACE_PATTERN,
-        description="Redis key namespace: the Kubernetes namespace when run by the operator, "
-        "else any name (1-63 letters, digits, '.', '_' or '-').",
-    )
-
-
-def load_settings(model: type[S], flags: Mapping[str, tuple[str, Any]]) -> S:
-    """``model`` from the environment, overridden by command-line flags.
-
-    ``flags`` maps a field to ``(flag name, value)``; ``None`` values were not given. A bad
-    value becomes a :class:`CliError` naming the flag or the environment variable it came from.
-    """
-    given = {name: value for name, (_, value) in flags.items() if value is not None}
-    try:
-        return model(**given)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        name = str(error["loc"][0]) if error["loc"] else ""
-        prefix = str(model.model_config.get("env_prefix") or "")
-        if name in given:
-            source, value = flags[name][0], given[name]
-        else:
-            source, value = f"{prefix}{name}".upper(), os.environ.get(f"{prefix}{name}".upper(), "")
-        raise CliError(f"bad {source}: {error['msg']} (got {str(value)!r})") from None
-
-
-def redis_settings(url: str | None) -> RedisSettings:
-    """The Redis settings: ``--redis`` over ``FLOXIDE_REDIS_URL`` over the default."""
-    from floxide.redis import RedisSettings
-
-    settings = load_settings(RedisSettings, {"url": ("--redis", url)})
-    source = "--redis" if url is not None else "FLOXIDE_REDIS_URL"
-    if not settings.url.startswith(("redis://", "rediss://", "unix://")):
-        raise CliError(
-            f"bad {source}: a Redis URL starts with redis://, rediss:// (TLS) or unix:// "
-            f"(got {settings.url!r})"
-        )
-    return settings
-
-
-def namespace_setting(namespace: str | None) -> str:
-    """The namespace: ``--namespace`` over ``FLOXIDE_NAMESPACE`` over ``default``."""
-    return load_settings(NamespaceSettings, {"namespace": ("--namespace", namespace)}).namespace
-
 
 # -- connecting -------------------------------------------------------------------------------
 
@@ -169,16 +106,6 @@ async def connect(settings: RedisSettings, namespace: str, *, block: float = 0.0
         await client.aclose()
 
 
-def safe_url(url: str) -> str:
-    """``url`` without a password."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user + ':***' if user else '***'}@{host}"
-
-
 # -- output and errors ------------------------------------------------------------------------
 
 
@@ -194,7 +121,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _fail(exc: BaseException, *, code: int, verbose: bool, hint: str = "") -> NoReturn:
+def fail_command(exc: BaseException, *, code: int, verbose: bool, hint: str = "") -> NoReturn:
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
     elif not isinstance(exc, (FloxideError, CliError)):
@@ -204,7 +131,7 @@ def _fail(exc: BaseException, *, code: int, verbose: bool, hint: str = "") -> No
     raise typer.Exit(code)
 
 
-def _run(coroutine: Coroutine[Any, Any, T], *, verbose: bool, started: list[str] | None = None) -> T:
+def run_command(coroutine: Coroutine[Any, Any, T], *, verbose: bool, started: list[str] | None = None) -> T:
     """Run ``coroutine``; report its error as one line with the right exit status.
 
     ``started`` receives the id of a run the coroutine started: an interruption then says
@@ -219,109 +146,18 @@ def _run(coroutine: Coroutine[Any, Any, T], *, verbose: bool, started: list[str]
         _say_error(f"interrupted{hint}")
         raise typer.Exit(130) from None
     except CliError as exc:
-        _fail(exc, code=exc.code, verbose=verbose)
+        fail_command(exc, code=exc.code, verbose=verbose)
     except (NotStarted, InputError) as exc:
-        _fail(exc, code=2, verbose=verbose)
+        fail_command(exc, code=2, verbose=verbose)
     except Exception as exc:
-        _fail(exc, code=1, verbose=verbose)
+        fail_command(exc, code=1, verbose=verbose)
 
 
-def _settings(redis: str | None, namespace: str | None, verbose: bool) -> tuple[RedisSettings, str]:
+def settings_or_exit(redis: str | None, namespace: str | None, verbose: bool) -> tuple[RedisSettings, str]:
     try:
         return redis_settings(redis), namespace_setting(namespace)
     except CliError as exc:
-        _fail(exc, code=exc.code, verbose=verbose)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(to_jsonable_python(value, fallback=repr), ensure_ascii=False)
-
-
-def _emit(data: Any, *, as_json: bool, render: Callable[[], RenderableType | str]) -> None:
-    """JSON when asked or when stdout is not a terminal; else ``render()`` with rich."""
-    if as_json or not sys.stdout.isatty():
-        sys.stdout.write(_json(data) + "\n")
-        return
-    Console(highlight=False).print(render())
-
-
-def _ago(moment: datetime | None, now: datetime | None = None) -> str:
-    if moment is None:
-        return "-"
-    return _span((now or datetime.now(UTC)) - moment)
-
-
-def _span(delta: timedelta) -> str:
-    seconds = max(delta.total_seconds(), 0.0)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
-
-
-def _duration(info: RunInfo) -> str:
-    if info.started_at is None:
-        return "-"
-    return _span((info.finished_at or datetime.now(UTC)) - info.started_at)
-
-
-def _run_row(info: RunInfo) -> dict[str, Any]:
-    return {
-        "run_id": info.run_id,
-        "workflow": info.workflow,
-        "status": info.status.value,
-        "progress": f"{info.items_done}/{info.items_total}",
-        "created_at": info.created_at,
-        "started_at": info.started_at,
-        "finished_at": info.finished_at,
-        "error": info.error,
-    }
-
-
-def _status_data(namespace: str, info: RunInfo, metrics: RunMetrics) -> dict[str, Any]:
-    data = {"namespace": namespace, **_run_row(info)}
-    data["items_done"], data["items_total"] = info.items_done, info.items_total
-    if info.has_output:
-        data["output"] = info.output
-    data["retries"] = metrics.retries
-    data["nodes"] = {
-        name: {**m.model_dump(), "pending": m.pending, "seconds": round(m.seconds, 6)}
-        for name, m in sorted(metrics.nodes.items())
-    }
-    return data
-
-
-def _status_view(data: dict[str, Any], info: RunInfo) -> RenderableType:
-    table = Table(title=f"run {info.run_id} ({info.workflow})", title_justify="left", show_edge=False)
-    for column in ("NODE", "CREATED", "DONE", "FAILED", "RETRIES", "PENDING", "SECONDS"):
-        table.add_column(column, justify="left" if column == "NODE" else "right")
-    for name, m in data["nodes"].items():
-        table.add_row(
-            name,
-            *(str(m[k]) for k in ("created", "completed", "failed", "retries", "pending")),
-            f"{m['seconds']:.3f}",
-        )
-    lines = [
-        f"status:   {info.status.value}",
-        f"progress: {data['progress']} items",
-        f"created:  {info.created_at:%Y-%m-%d %H:%M:%S} ({_ago(info.created_at)} ago)",
-        f"started:  {info.started_at:%Y-%m-%d %H:%M:%S}" if info.started_at else "started:  -",
-        f"finished: {info.finished_at:%Y-%m-%d %H:%M:%S} (took {_duration(info)})"
-        if info.finished_at
-        else "finished: -",
-    ]
-    if info.has_output:
-        lines.append(f"output:   {_json(info.output)}")
-    if info.error:
-        lines.append(f"error:    {info.error}")
-    grid = Table.grid()
-    grid.add_row("\n".join(lines))
-    grid.add_row("")
-    grid.add_row(table)
-    return grid
+        fail_command(exc, code=exc.code, verbose=verbose)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -365,14 +201,23 @@ def submit(
         float | None,
         typer.Option("--timeout", min=0, help="With --wait: give up waiting after this many seconds."),
     ] = None,
+    serve_as: Annotated[
+        str | None,
+        typer.Option(
+            "--serve-as",
+            help="The name its workers serve the workflow under (on Kubernetes: the Workflow resource's "
+            "name); default: the workflow's own name.",
+            show_default=False,
+        ),
+    ] = None,
     redis: RedisOpt = None,
     namespace: NamespaceOpt = None,
     verbose: Verbose = False,
 ) -> None:
     """Start a run for the workers of its workflow; print its id (with --wait: its output)."""
-    workflow = _load(target, verbose)
-    settings, ns = _settings(redis, namespace, verbose)
-    value = _input(workflow, input, verbose)
+    workflow = load_or_exit(target, verbose)
+    settings, ns = settings_or_exit(redis, namespace, verbose)
+    value = input_or_exit(workflow, input, verbose)
 
     started: list[str] = []
 
@@ -380,7 +225,7 @@ def submit(
         from floxide.distributed.orchestrator import DistributedOrchestrator
 
         async with connect(settings, ns) as session:
-            backend = session.backend(workflow.name, context_type=workflow.context_type)
+            backend = session.backend(serve_as or workflow.name, context_type=workflow.context_type)
             orchestrator = DistributedOrchestrator(workflow, backend)
             started.append(await orchestrator.start_run(value, run_id=run_id))
             if not wait:
@@ -388,16 +233,16 @@ def submit(
             sys.stderr.write(f"floxide: submitted run {started[0]}\n")
             return await orchestrator.wait_for_completion(started[0], timeout=timeout)
 
-    info = _run(go(), verbose=verbose, started=started)
+    info = run_command(go(), verbose=verbose, started=started)
     if info is None:
         sys.stdout.write(f"{started[0]}\n")
         return
-    _finish(info, all_outputs=False, outputs=[])
+    print_outcome(info, all_outputs=False, outputs=[])
 
 
-def _finish(info: RunInfo, *, all_outputs: bool, outputs: list[Any]) -> None:
+def print_outcome(info: RunInfo, *, all_outputs: bool, outputs: list[Any]) -> None:
     if info.status is RunStatus.COMPLETED:
-        sys.stdout.write(_json(outputs if all_outputs else info.output) + "\n")
+        sys.stdout.write(output.json_text(outputs if all_outputs else info.output) + "\n")
         return
     reason = f": {info.error}" if info.error else ""
     _say_error(f"run {info.run_id} {info.status.value.lower()}{reason}")
@@ -413,7 +258,7 @@ def status(
     verbose: Verbose = False,
 ) -> None:
     """Show a run: status, progress, times, output or error, and per-node counts."""
-    settings, ns = _settings(redis, namespace, verbose)
+    settings, ns = settings_or_exit(redis, namespace, verbose)
 
     async def go() -> tuple[RunInfo, RunMetrics]:
         async with connect(settings, ns) as session:
@@ -425,9 +270,9 @@ def status(
                 )
             return info, await backend.metrics.get(run)
 
-    info, metrics = _run(go(), verbose=verbose)
-    data = _status_data(ns, info, metrics)
-    _emit(data, as_json=as_json, render=lambda: _status_view(data, info))
+    info, metrics = run_command(go(), verbose=verbose)
+    data = output.status_data(ns, info, metrics)
+    output.emit(data, as_json=as_json, render=lambda: output.status_view(data, info))
 
 
 def runs(
@@ -445,7 +290,7 @@ def runs(
     verbose: Verbose = False,
 ) -> None:
     """List runs of the namespace, newest first."""
-    settings, ns = _settings(redis, namespace, verbose)
+    settings, ns = settings_or_exit(redis, namespace, verbose)
 
     async def go() -> list[RunInfo]:
         async with connect(settings, ns) as session:
@@ -454,7 +299,7 @@ def runs(
                 found += await session.backend(name).runs.list(status, limit=limit)
             return sorted(found, key=lambda i: i.created_at, reverse=True)[:limit]
 
-    infos = _run(go(), verbose=verbose)
+    infos = run_command(go(), verbose=verbose)
 
     def render() -> RenderableType:
         table = Table(show_edge=False)
@@ -468,13 +313,13 @@ def runs(
                 i.workflow,
                 i.status.value,
                 f"{i.items_done}/{i.items_total}",
-                _ago(i.created_at),
-                _duration(i),
+                output.ago(i.created_at),
+                output.duration(i),
                 (i.error or "")[:80],
             )
         return table if infos else "no runs"
 
-    _emit([_run_row(i) for i in infos], as_json=as_json, render=render)
+    output.emit([output.run_row(i) for i in infos], as_json=as_json, render=render)
 
 
 async def _control(backend: RedisBackend, run_id: str, action: str, *, interrupt: bool = True) -> RunStatus:
@@ -514,14 +359,16 @@ def _steer(
     verbose: bool,
     interrupt: bool = True,
 ) -> None:
-    settings, ns = _settings(redis, namespace, verbose)
+    settings, ns = settings_or_exit(redis, namespace, verbose)
 
     async def go() -> RunStatus:
         async with connect(settings, ns) as session:
             return await _control(await session.locate(run, workflow), run, action, interrupt=interrupt)
 
-    now = _run(go(), verbose=verbose)
-    _emit({"run_id": run, "status": now.value}, as_json=as_json, render=lambda: f"run {run}: {now.value}")
+    now = run_command(go(), verbose=verbose)
+    output.emit(
+        {"run_id": run, "status": now.value}, as_json=as_json, render=lambda: f"run {run}: {now.value}"
+    )
 
 
 def pause(
@@ -557,7 +404,7 @@ def resume(
     """Continue a paused run (or, with --checkpoint, a checkpointed local run: TARGET --run-id ID)."""
     if checkpoint is not None or run_id is not None:
         if checkpoint is None or run_id is None:
-            _fail(
+            fail_command(
                 CliError("a local run is resumed with both --checkpoint and --run-id"),
                 code=2,
                 verbose=verbose,
@@ -612,14 +459,14 @@ def errors(
     verbose: Verbose = False,
 ) -> None:
     """List a run's failures, oldest first (JSON includes the tracebacks)."""
-    settings, ns = _settings(redis, namespace, verbose)
+    settings, ns = settings_or_exit(redis, namespace, verbose)
 
     async def go() -> list[dict[str, Any]]:
         async with connect(settings, ns) as session:
             backend = await session.locate(run, workflow)
             return [e.model_dump(mode="json") for e in await backend.errors.list(run)]
 
-    records = _run(go(), verbose=verbose)
+    records = run_command(go(), verbose=verbose)
 
     def render() -> RenderableType:
         table = Table(show_edge=False)
@@ -636,7 +483,7 @@ def errors(
             )
         return table if records else f"run {run} has no errors"
 
-    _emit(records, as_json=as_json, render=render)
+    output.emit(records, as_json=as_json, render=render)
 
 
 def workers(
@@ -649,7 +496,7 @@ def workers(
     verbose: Verbose = False,
 ) -> None:
     """List the live workers of the namespace (those with a recent heartbeat)."""
-    settings, ns = _settings(redis, namespace, verbose)
+    settings, ns = settings_or_exit(redis, namespace, verbose)
 
     async def go() -> list[dict[str, Any]]:
         async with connect(settings, ns) as session:
@@ -658,7 +505,7 @@ def workers(
                 found += [h.model_dump(mode="json") for h in await session.backend(name).liveness.list()]
             return found
 
-    found = _run(go(), verbose=verbose)
+    found = run_command(go(), verbose=verbose)
     now = datetime.now(UTC)
 
     def render() -> RenderableType:
@@ -673,117 +520,31 @@ def workers(
                 f"{len(h['in_flight'])}/{h['concurrency']}",
                 str(h["processed"]),
                 str(h["errors"]),
-                _ago(datetime.fromisoformat(h["started_at"]), now),
-                f"{_ago(datetime.fromisoformat(h['last_heartbeat']), now)} ago",
+                output.ago(datetime.fromisoformat(h["started_at"]), now),
+                f"{output.ago(datetime.fromisoformat(h['last_heartbeat']), now)} ago",
             )
         return table if found else "no live workers"
 
-    _emit(found, as_json=as_json, render=render)
+    output.emit(found, as_json=as_json, render=render)
 
 
 # -- floxide run --redis: a distributed run on local worker processes ---------------------------
 
 
-def run_distributed(
-    *,
-    target: str,
-    input: str | None,
-    run_id: str | None,
-    redis: str | None,
-    workers: int | None,
-    all_outputs: bool = False,
-    verbose: bool = False,
-) -> None:
-    """``floxide run TARGET --redis URL --workers N``: run on N local worker processes, print the output.
-
-    The workers are ``python -m floxide_worker TARGET`` (no HTTP server), stopped with
-    SIGTERM once the run is over; they join any other worker of the workflow in the namespace.
-    """
-    workflow = _load(target, verbose)
-    settings, ns = _settings(redis, None, verbose)
-    count = 1 if workers is None else workers
-    if count < 0:
-        _fail(CliError(f"bad --workers: must be 0 or more (got {count})"), code=2, verbose=verbose)
-    value = _input(workflow, input, verbose)
-    reporter = ProgressReporter(workflow.name)
-    started: list[str] = []
-
-    async def go() -> tuple[RunInfo, list[Any]]:
-        from floxide.distributed.orchestrator import DistributedOrchestrator
-
-        async with connect(settings, ns) as session:
-            backend = session.backend(workflow.name, context_type=workflow.context_type)
-            orchestrator = DistributedOrchestrator(workflow, backend)
-            processes = _spawn_workers(target, settings.url, ns, count, verbose=verbose)
-            try:
-                started.append(await orchestrator.start_run(value, run_id=run_id))
-                while True:
-                    info = await orchestrator.run(started[0])
-                    reporter.update(Progress(info.items_done, info.items_total - info.items_done, 0))
-                    if info.status.finished:
-                        return info, await orchestrator.outputs(started[0])
-                    if processes and all(p.poll() is not None for p in processes):
-                        codes = sorted({p.returncode for p in processes})
-                        raise CliError(
-                            f"the worker processes exited (status {codes}) before the run finished", code=1
-                        )
-                    await asyncio.sleep(0.1)
-            finally:
-                await asyncio.get_running_loop().run_in_executor(None, _stop_workers, processes)
-
-    with reporter:
-        info, outputs = _run(go(), verbose=verbose, started=started)
-    _finish(info, all_outputs=all_outputs, outputs=outputs)
-
-
-def _spawn_workers(
-    target: str, url: str, namespace: str, count: int, *, verbose: bool
-) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "FLOXIDE_REDIS_URL": url, "FLOXIDE_NAMESPACE": namespace}  # no password on argv
-    command = [
-        sys.executable,
-        "-m",
-        "floxide_worker",
-        target,
-        "--http-port",
-        "0",
-        "--log-level",
-        "INFO" if verbose else "WARNING",
-    ]
-    # What the workers print goes to stderr: stdout carries only the run's JSON output.
-    return [
-        subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
-        for _ in range(count)
-    ]
-
-
-def _stop_workers(processes: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _load(target: str, verbose: bool) -> Workflow[Any, Any]:
+def load_or_exit(target: str, verbose: bool) -> Workflow[Any, Any]:
     try:
         return load_workflow(target)
     except CliError as exc:
-        _fail(exc, code=exc.code, verbose=verbose)
+        fail_command(exc, code=exc.code, verbose=verbose)
 
 
-def _input(workflow: Workflow[Any, Any], text: str | None, verbose: bool) -> Any:
+def input_or_exit(workflow: Workflow[Any, Any], text: str | None, verbose: bool) -> Any:
     try:
         return workflow.validate_input(read_input(text))
     except CliError as exc:
-        _fail(exc, code=exc.code, verbose=verbose)
+        fail_command(exc, code=exc.code, verbose=verbose)
     except InputError as exc:
-        _fail(CliError(f"bad --input: {exc}"), code=2, verbose=verbose)
+        fail_command(CliError(f"bad --input: {exc}"), code=2, verbose=verbose)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ from floxide_worker.metrics import PrometheusHooks
 from floxide_worker.probes import Probes, start_server
 from floxide_worker.settings import Settings
 
-from floxide.cli_distributed import safe_url
+from floxide.cli_settings import safe_url
 from floxide.distributed.worker import DistributedWorker, raise_if_cancelled, worker_identity
 from floxide.redis import RedisBackend
 from floxide.redis.index import UNAVAILABLE, RunIndex

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from floxide.cli_distributed import load_settings, namespace_setting, redis_settings
+from floxide.cli_settings import load_settings, namespace_setting, redis_settings
 from floxide.redis import RedisSettings
 
 __all__ = ["LogSettings", "QueueSettings", "Settings", "WorkerOptions", "load"]

@@ -7,10 +7,25 @@ processes with the environment their pod spec gives them (tests/cluster/kubelet.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
 
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.installation import Installation, eventually, workflow, workflow_run
+from tests.cluster.installation import (
+    FLOXIDE,
+    ROOT,
+    Installation,
+    eventually,
+    helm,
+    resolve_env,
+    workflow,
+    workflow_run,
+)
 from tests.cluster.kubelet import LocalKubelet
 from tests.redis.conftest import RedisServer
 
@@ -67,3 +82,40 @@ def test_each_workflow_resource_has_its_own_queue(
             assert runs == [floxide.kube.status("workflowruns", NS, f"{name}-run")["runId"]]
             graph = json.loads(client.get(f"fx:{{wf:{NS}/{name}}}:graph") or "null")
             assert graph["name"] == "branching"
+
+
+def test_the_charts_helm_test_pod_succeeds(floxide: Installation, kubelet: LocalKubelet) -> None:
+    """What ``helm test`` runs: the chart's test Pod, its command and environment, run locally."""
+    hooks = helm(floxide.plane, "get", "hooks", floxide.release, "--namespace", NS).stdout
+    (pod,) = [doc for doc in yaml.safe_load_all(hooks) if doc and doc["kind"] == "Pod"]
+    (container,) = pod["spec"]["containers"]
+    env = resolve_env(floxide.kube, NS, [_EnvVar(var) for var in container.get("env", [])])
+    floxide.kube.create("workflows", NS, workflow("examples", "examples.branching:workflow"))
+    result = subprocess.run(
+        [FLOXIDE, *container["args"], "--timeout", "120"],
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **env},
+        capture_output=True, text=True, timeout=150, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "BigNode: 84"
+
+
+class _EnvVar:
+    """A container's environment variable as the kubernetes client's model shows it."""
+
+    def __init__(self, var: dict[str, Any]) -> None:
+        source = var.get("valueFrom") or {}
+        secret, field = source.get("secretKeyRef"), source.get("fieldRef")
+        self.name, self.value = var["name"], var.get("value")
+        self.value_from = (
+            None
+            if not source
+            else SimpleNamespace(
+                secret_key_ref=SimpleNamespace(
+                    name=secret["name"], key=secret["key"], optional=secret.get("optional", False)
+                )
+                if secret
+                else None,
+                field_ref=SimpleNamespace(field_path=field["fieldPath"]) if field else None,
+            )
+        )

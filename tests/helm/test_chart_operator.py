@@ -140,7 +140,10 @@ def test_helm_test_pod_submits_a_small_run() -> None:
     assert spec["activeDeadlineSeconds"] == 300
     (container,) = spec["containers"]
     assert container["image"] == "floxide-examples:0.1.0"
-    assert container["args"] == ["submit", "examples.branching:workflow", "--input", "42", "--wait"]
+    # To the queue of the example Workflow resource (its workers serve it under that name).
+    assert container["args"] == [
+        "submit", "examples.branching:workflow", "--input", "42", "--wait", "--serve-as", "examples"
+    ]  # fmt: skip
     env = {item["name"]: item for item in container["env"]}
     assert env["FLOXIDE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "fx-floxide-redis-connection"
     assert env["FLOXIDE_NAMESPACE"]["value"] == NAMESPACE  # where the example Workflow's workers are
