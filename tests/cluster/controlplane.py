@@ -284,7 +284,9 @@ class ControlPlane:
             for line in lines:
                 entry = json.loads(line)
                 stage = entry.get("stage")
-                if stage != "ResponseComplete" and not (stage == "ResponseStarted" and entry.get("verb") == "watch"):
+                if stage != "ResponseComplete" and not (
+                    stage == "ResponseStarted" and entry.get("verb") == "watch"
+                ):
                     continue  # a watch completes only when it ends: count it when it starts
                 ref = entry.get("objectRef") or {}
                 events.append(
