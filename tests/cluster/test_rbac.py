@@ -12,6 +12,7 @@ with the chart's ClusterRole.
 from __future__ import annotations
 
 import json
+import time
 
 import yaml
 
@@ -98,3 +99,36 @@ def test_the_operator_uses_exactly_what_the_chart_grants(
     assert sorted(used - granted) == [], "used but not granted"
     unused = sorted(granted - used)
     assert not unused, f"granted but never used: drop these from the chart's rules: {unused}"
+
+
+def test_api_writes_per_run_stay_within_four(
+    floxide: Installation, control_plane: ControlPlane, kubelet: object
+) -> None:
+    """A short run costs the API server at most 4 writes: finalizer on, one status patch, one
+    Event, finalizer off; and the operator's patches never race each other (no 422)."""
+    kube = floxide.kube
+    kube.create("workflows", NS, workflow("frugal", "examples.branching:workflow", scaling={"minWorkers": 1}))
+    eventually(lambda: kube.status("workflows", NS, "frugal").get("graph"), timeout=60, what="the workers")
+    names = [f"frugal-{i}" for i in range(12)]
+    for name in names:
+        kube.create("workflowruns", NS, workflow_run(name, "frugal", 42))
+    for name in names:
+        eventually(
+            lambda name=name: kube.status("workflowruns", NS, name).get("phase") == "Succeeded", timeout=90
+        )
+    time.sleep(3.0)  # the finalizers come off once the runs show Succeeded
+    assert floxide.operator is not None
+    runs = set(names)
+    writes = [
+        e
+        for e in control_plane.audit()
+        if e.user == floxide.operator.user
+        and e.resource == "workflowruns"
+        and e.name in runs
+        and e.verb != "get"
+    ]
+    events = kube.core.list_namespaced_event(NS, field_selector="involvedObject.kind=WorkflowRun").items
+    per_run = (len(writes) + sum(1 for event in events if event.involved_object.name in runs)) / len(names)
+    assert per_run <= 4, sorted((e.name, e.verb, e.subresource) for e in writes)
+    refused = [e for e in control_plane.audit() if e.user == floxide.operator.user and e.code == 422]
+    assert not refused, [f"{e.verb} {e.uri}" for e in refused]
