@@ -5,12 +5,15 @@
 finished runs drop it, an expired deadline fails the run), runs the node with the engine's
 :func:`floxide.step.execute`, and hands the outcome to the backend: an atomic commit, a
 durable delayed retry, or a permanent failure. Node code runs at least once per item; its
-effects on the run are committed exactly once.
+effects on the run are committed exactly once, and not at all if the run was cancelled or
+deleted while the node ran (the backend's fence, :data:`~floxide.distributed.protocols.FENCED`:
+the item is then ``dropped``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import traceback
 import uuid
@@ -21,7 +24,7 @@ from pydantic_core import to_jsonable_python
 
 from floxide.context import CancelToken, WorkflowCtx
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
-from floxide.distributed.protocols import Backend, Commit, Handoff, StepInput
+from floxide.distributed.protocols import FENCED, Backend, Commit, Handoff, StepInput
 from floxide.errors import FloxideError
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["ROOT_ITEM", "StepResult", "child_id", "plan_commit", "process_claim", "seed_run", "start_run"]
 
 ROOT_ITEM = "root"
+
+log = logging.getLogger(__name__)
 
 StepResult = str
 """What happened to a claimed item: ``committed``, ``duplicate``, ``retrying``, ``failed``,
@@ -145,26 +150,22 @@ async def process_claim(
         await backend.set_aside(claim, keep=False)
         return "dropped"
     if state.status in (RunStatus.PAUSED, RunStatus.FAILED):
-        await backend.set_aside(claim, keep=True)
-        return "parked"
+        return _unless_fenced(claim, await backend.set_aside(claim, keep=True), "parked")
     if state.deadline is not None and time.time() >= state.deadline:
         await backend.set_status(item.run_id, RunStatus.FAILED, reason="run exceeded its deadline")
-        await backend.set_aside(claim, keep=True)
-        return "parked"
+        return _unless_fenced(claim, await backend.set_aside(claim, keep=True), "parked")
     spec = workflow.graph.nodes.get(item.node)
     if spec is None:
-        await backend.fail(
-            claim, _record(item, FloxideError(f"workflow has no node '{item.node}'"), permanent=True)
-        )
-        return "failed"
+        error = _record(item, FloxideError(f"workflow has no node '{item.node}'"), permanent=True)
+        return _unless_fenced(claim, await backend.fail(claim, error), "failed")
     try:
         value = workflow.load_input(item.node, item.payload)
         context = workflow.load_context(state.context)
     except Exception as exc:
         # InputError, or a type no validator can be built for: the same on every delivery, so
         # the item fails now, with its error (a crash would only be re-delivered, then lost)
-        await backend.fail(claim, _record(item, exc, permanent=True))
-        return "failed"
+        error = _record(item, exc, permanent=True)
+        return _unless_fenced(claim, await backend.fail(claim, error), "failed")
     ctx: WorkflowCtx[Any] = WorkflowCtx(context, cancel_token=cancel_token)
     if state.deadline is not None:
         ctx.deadline = time.monotonic() + (state.deadline - time.time())
@@ -176,15 +177,29 @@ async def process_claim(
     seconds = time.perf_counter() - started
     if outcome.status == "retry":
         assert outcome.error is not None
-        await backend.retry_later(claim, delay=outcome.retry_delay, error=_record(item, outcome.error))
-        return "retrying"
+        error = _record(item, outcome.error)
+        return _unless_fenced(
+            claim, await backend.retry_later(claim, delay=outcome.retry_delay, error=error), "retrying"
+        )
     if outcome.status == "failed":
         assert outcome.error is not None
-        await backend.fail(claim, _record(item, outcome.error, permanent=True))
-        return "failed"
+        error = _record(item, outcome.error, permanent=True)
+        return _unless_fenced(claim, await backend.fail(claim, error), "failed")
     plan = plan_commit(item, outcome, seconds, frame_joins=spec.frame_joins)
     result = await backend.commit(claim, plan, handoff=handoff)
-    return "committed" if result == "ok" else result
+    return _unless_fenced(claim, result, "committed" if result == "ok" else result)
+
+
+def _unless_fenced(claim: Claim, result: str, done: StepResult) -> StepResult:
+    """``done``, or ``dropped`` if the backend fenced the item off: its run was cancelled or
+    deleted (or expired) meanwhile, so the item was only acknowledged."""
+    if result not in FENCED:
+        return done
+    item = claim.item
+    log.debug(
+        "run %s is %s: the outcome of item %s (%s) is dropped", item.run_id, result, item.item_id, item.node
+    )
+    return "dropped"
 
 
 def _record(item: WorkItem, error: BaseException, *, permanent: bool = False) -> ErrorRecord:

@@ -150,7 +150,9 @@ class InMemoryBackend:
         if info.status is RunStatus.RUNNING and claim.item.item_id not in run.done:
             run.mark(claim.item, ItemStatus.RUNNING)
         deadline = info.deadline.timestamp() if info.deadline else None
-        if run.context is None and self.context_type is not None:  # seeded without one (as Redis does)
+        # a run seeded without a context gets the defaults (as in Redis), unless it is cancelled
+        seeded_without = run.context is None and info.status is not RunStatus.CANCELLED
+        if seeded_without and self.context_type is not None:
             run.context = self.context_type().model_dump(mode="json")
         context = None if run.context is None else dict(run.context)
         return StepInput(info.status, context, deadline, info.interrupt)
@@ -165,14 +167,25 @@ class InMemoryBackend:
                     handoff.state = await self.step_input(claims[0])
         return result
 
+    def _fence(self, claim: Claim) -> _Run | str:
+        """Acknowledge ``claim``; its run, or why the run takes nothing from it: ``duplicate``,
+        or one of ``FENCED`` (``gone``, ``cancelled``), as commit.lua, retry.lua and fail.lua decide."""
+        self._ack(claim)
+        run = self._runs.get(claim.item.run_id)
+        if run is None:
+            return "gone"
+        if claim.item.item_id in run.done:
+            return "duplicate"
+        if run.load().status is RunStatus.CANCELLED:
+            return "cancelled"
+        return run
+
     def _commit(self, claim: Claim, commit: Commit) -> str:
         item = commit.item
-        run = self._runs.get(item.run_id)
-        if run is None or item.item_id in run.done:
-            self._ack(claim)
-            return "duplicate"
+        run = self._fence(claim)
+        if isinstance(run, str):
+            return run
         run.done.add(item.item_id)
-        self._ack(claim)
         info = run.load()
         if commit.changes and run.context is not None and self.context_type is not None:
             run.context = apply_json(self.context_type, run.context, commit.changes)
@@ -227,11 +240,10 @@ class InMemoryBackend:
             info.status = RunStatus.FAILED
             info.error = f"workflow '{self.workflow}' ended without reaching a terminal node"
 
-    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> None:
-        run = self._runs.get(claim.item.run_id)
-        self._ack(claim)
-        if run is None:
-            return
+    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> str:
+        run = self._fence(claim)
+        if isinstance(run, str):
+            return run
         item = claim.item.model_copy(update={"attempt": claim.item.attempt + 1})
         raw = item.model_dump_json()  # a set of items, like Redis's sorted set: a repeated report moves it
         self._delayed = [entry for entry in self._delayed if entry[1] != raw]
@@ -239,12 +251,12 @@ class InMemoryBackend:
         run.errors.append(error.model_dump_json())
         run.node(item.node).retries += 1
         run.mark(item, ItemStatus.WAITING_RETRY)
+        return "ok"
 
-    async def fail(self, claim: Claim, error: ErrorRecord) -> None:
-        run = self._runs.get(claim.item.run_id)
-        self._ack(claim)
-        if run is None or claim.item.item_id in run.done:
-            return
+    async def fail(self, claim: Claim, error: ErrorRecord) -> str:
+        run = self._fence(claim)
+        if isinstance(run, str):
+            return run
         run.errors.append(error.model_dump_json())
         run.failed[claim.item.item_id] = claim.item.model_dump_json()
         run.node(claim.item.node).failed += 1
@@ -255,14 +267,20 @@ class InMemoryBackend:
             info.status, info.finished_at = RunStatus.FAILED, utcnow()
             info.error = f"node '{error.node}' failed: {error.error_type}: {error.message}"
             run.save(info)
+        return "ok"
 
-    async def set_aside(self, claim: Claim, *, keep: bool) -> None:
+    async def set_aside(self, claim: Claim, *, keep: bool) -> str:
         self._ack(claim)
         run = self._runs.get(claim.item.run_id)
-        if run is None or not keep or claim.item.item_id in run.done:
-            return
+        if run is None:
+            return "gone"
+        if run.load().status is RunStatus.CANCELLED:
+            return "cancelled"
+        if not keep or claim.item.item_id in run.done:
+            return "dropped"
         run.parked.append(claim.item.model_dump_json())
         run.mark(claim.item, ItemStatus.PARKED)
+        return "parked"
 
     async def promote_due(self) -> int:
         now = time.time()

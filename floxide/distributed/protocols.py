@@ -27,6 +27,7 @@ from floxide.distributed.models import (
 from floxide.workitem import WorkItem
 
 __all__ = [
+    "FENCED",
     "Backend",
     "CheckpointStore",
     "Commit",
@@ -40,6 +41,12 @@ __all__ = [
     "WorkItemStateStore",
     "WorkQueue",
 ]
+
+
+FENCED = frozenset({"cancelled", "gone"})
+"""What the atomic operations on a claimed item return when its run is Cancelled, or gone
+(deleted, or expired): the fence. The item is acknowledged and nothing else is written: a
+step still running when its run is cancelled or deleted changes nothing when it ends."""
 
 
 class WorkQueue(Protocol):
@@ -198,19 +205,24 @@ class Backend(Protocol):
         """:meth:`step_input` for a batch of claims, at once (one round trip in Redis)."""
 
     async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
-        """Apply a step atomically and acknowledge it: ``ok`` or ``duplicate``.
+        """Apply a step atomically and acknowledge it: ``ok``, ``duplicate`` (committed before),
+        or ``cancelled`` / ``gone`` (:data:`FENCED`: only acknowledged).
 
-        With ``handoff``, also claim the next new item for its consumer (see :class:`Handoff`).
+        With ``handoff``, also claim the next new item for its consumer (see :class:`Handoff`),
+        whatever the result.
         """
 
-    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> None:
-        """Acknowledge the item and queue it again, attempt + 1, after ``delay`` seconds."""
+    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> str:
+        """Acknowledge the item and queue it again, attempt + 1, after ``delay`` seconds: ``ok``,
+        ``duplicate`` (committed meanwhile) or :data:`FENCED` (only acknowledged)."""
 
-    async def fail(self, claim: Claim, error: ErrorRecord) -> None:
-        """The item failed for good: record it, dead-letter it, fail the run."""
+    async def fail(self, claim: Claim, error: ErrorRecord) -> str:
+        """The item failed for good: record it, dead-letter it, fail the run: ``ok``,
+        ``duplicate`` (committed meanwhile) or :data:`FENCED` (only acknowledged)."""
 
-    async def set_aside(self, claim: Claim, *, keep: bool) -> None:
-        """Acknowledge an item its run cannot take now: park it (``keep``) or drop it."""
+    async def set_aside(self, claim: Claim, *, keep: bool) -> str:
+        """Acknowledge an item its run cannot take now: ``parked`` (``keep``), ``dropped``, or
+        :data:`FENCED` (only acknowledged, even with ``keep``)."""
 
     async def promote_due(self) -> int:
         """Move delayed items whose time has come back into the queue; returns how many."""

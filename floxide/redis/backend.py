@@ -11,6 +11,9 @@ The claim protocol (see the scripts' headers for the exact contracts):
 * ``commit.lua`` applies a step atomically: idempotency marker, context deltas, metrics,
   outputs, fan-out frames and joins, successors, run completion, acknowledgement. A
   re-delivered item that is already committed is only acknowledged.
+* The fence: a step whose run is gone (deleted, or expired) or Cancelled writes nothing when
+  it ends (commit, retry, failure, parking, context seeding): its entry is only acknowledged
+  and the script returns ``gone`` or ``cancelled`` (:data:`~floxide.distributed.protocols.FENCED`).
 * Retries wait in a sorted set scored by due time and are promoted back into the stream
   (``promote.lua``): they survive any worker crash.
 * The stream is trimmed (``XTRIM MINID``) only below the oldest entry not yet acknowledged.
@@ -22,7 +25,6 @@ pipeline reading the run's status and context, and the commit script.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import json
 import random
 import time
@@ -32,24 +34,18 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from floxide.distributed.models import (
-    Claim,
-    ErrorRecord,
-    NodeMetrics,
-    RunInfo,
-    RunMetrics,
-    RunStatus,
-    WorkerHealth,
-    WorkItemState,
-)
+from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.protocols import Commit, Handoff, StepInput
 from floxide.errors import FloxideError
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
 from floxide.redis.keys import GROUP, REGISTRY, KeySpace, RunKeys
+from floxide.redis.queue import StreamQueue, stream_id
 from floxide.redis.scripts import Scripts
+from floxide.redis.stores import Contexts, Errors, Items, Liveness, Metrics, Runs
 from floxide.workitem import WorkItem
 
 __all__ = ["RedisBackend"]
@@ -96,13 +92,13 @@ class RedisBackend:
         self.scripts = Scripts(client)
         self._group_ready = False
         self._reclaim_cursor = "0-0"
-        self.queue = _Queue(self)
-        self.contexts = _Contexts(self)
-        self.runs = _Runs(self)
-        self.metrics = _Metrics(self)
-        self.errors = _Errors(self)
-        self.liveness = _Liveness(self)
-        self.items = _Items(self)
+        self.queue = StreamQueue(self)
+        self.contexts = Contexts(self)
+        self.runs = Runs(self)
+        self.metrics = Metrics(self)
+        self.errors = Errors(self)
+        self.liveness = Liveness(self)
+        self.items = Items(self)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -112,7 +108,8 @@ class RedisBackend:
     async def all_run_keys(self, run_id: str) -> list[str]:
         """Every key of the run: its list/set/dict context keys are recorded in the run hash,
         the join inboxes are those of its open frames (a frame opened by a commit running
-        meanwhile is missed here, but that commit expires what it writes if the run finished)."""
+        meanwhile is missed here: a commit of a finished run expires what it writes, one of a
+        Cancelled or deleted run writes nothing)."""
         keys = self.run_keys(run_id)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hget(keys.info, "ctx_keys")
@@ -273,15 +270,16 @@ class RedisBackend:
             if not str(result).startswith("conflict:"):
                 if handoff is not None and isinstance(reply, list):
                     _hand_off(handoff, reply)
-                return "duplicate" if result == "duplicate" else "ok"
+                return "ok" if result == "finished" else str(result)
             await asyncio.sleep(random.uniform(0, 0.01))
         raise FloxideError(f"context field of run '{item.run_id}' kept changing; commit gave up")
 
-    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> None:
+    async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)
         following = item.model_copy(update={"attempt": item.attempt + 1})
-        await self.scripts.retry(
+        return await _outcome(
+            self.scripts.retry,
             keys=[
                 self.keys.stream,
                 self.keys.delayed,
@@ -304,12 +302,13 @@ class RedisBackend:
             ],
         )
 
-    async def fail(self, claim: Claim, error: ErrorRecord) -> None:
+    async def fail(self, claim: Claim, error: ErrorRecord) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)
         reset = item.model_copy(update={"attempt": 1})
         message = f"node '{error.node}' failed: {error.error_type}: {error.message}"
-        await self.scripts.fail(
+        return await _outcome(
+            self.scripts.fail,
             keys=[
                 self.keys.stream,
                 keys.info,
@@ -338,10 +337,11 @@ class RedisBackend:
             ],
         )
 
-    async def set_aside(self, claim: Claim, *, keep: bool) -> None:
+    async def set_aside(self, claim: Claim, *, keep: bool) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)
-        await self.scripts.aside(
+        return await _outcome(
+            self.scripts.aside,
             keys=[self.keys.stream, keys.parked, keys.items, keys.done, keys.info],
             args=[
                 GROUP,
@@ -408,8 +408,13 @@ class RedisBackend:
         floor = group["last-delivered-id"]
         summary = await self.client.xpending(self.keys.stream, GROUP)
         if summary["pending"]:
-            floor = min(floor, summary["min"], key=_stream_id)
+            floor = min(floor, summary["min"], key=stream_id)
         return int(await self.client.xtrim(self.keys.stream, minid=floor, approximate=False))
+
+
+async def _outcome(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> str:
+    """The result of a script that may be fenced: ``gone`` or ``cancelled`` (see ``FENCED``)."""
+    return str(await script(keys=keys, args=args))
 
 
 def _hand_off(handoff: Handoff, reply: list[Any]) -> None:
@@ -424,319 +429,6 @@ def _hand_off(handoff: Handoff, reply: list[Any]) -> None:
             handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")
 
 
-def _claims(entries: list[Any]) -> list[Claim]:
-    """Claims from raw stream entries (entries deleted meanwhile come without fields)."""
-    return [
-        Claim(item=WorkItem.model_validate_json(fields["item"]), delivery=delivery)
-        for delivery, fields in entries
-        if fields
-    ]
-
-
-def _stream_id(value: str) -> tuple[int, int]:
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _check_id(run_id: str) -> None:
     if not run_id or not all(c.isalnum() or c in "-_.:" for c in run_id) or len(run_id) > 200:
         raise FloxideError(f"run id {run_id!r} must be 1-200 letters, digits, '-', '_', '.' or ':'")
-
-
-class _Queue:
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-
-    async def claim(self, consumer: str, *, count: int, block: float) -> list[Claim]:
-        b = self._b
-        await b.ensure_group()
-        try:
-            reply = await b.client.xreadgroup(
-                GROUP,
-                consumer,
-                {b.keys.stream: ">"},
-                count=count,
-                block=int(block * 1000) if block > 0 else None,
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            b._group_ready = False
-            return []
-        if not reply:
-            return []
-        return _claims(cast(list[Any], reply)[0][1])
-
-    async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
-        b = self._b
-        await b.ensure_group()
-        cursor, entries, _deleted = await b.client.xautoclaim(
-            b.keys.stream,
-            GROUP,
-            consumer,
-            min_idle_time=int(min_idle * 1000),
-            start_id=b._reclaim_cursor,
-            count=count,
-        )
-        b._reclaim_cursor = cursor
-        claims = _claims(entries)
-        if not claims:
-            return []
-        details = await b.client.xpending_range(
-            b.keys.stream,
-            GROUP,
-            min=claims[0].delivery,
-            max=claims[-1].delivery,
-            count=len(claims) * 4,
-            consumername=consumer,
-        )
-        counts = {d["message_id"]: int(d["times_delivered"]) for d in details}
-        live = []
-        for claim in claims:
-            claim.deliveries = counts.get(claim.delivery, 1)
-            if claim.deliveries > b.max_deliveries:
-                await b.fail(claim, _crash_record(claim, b.max_deliveries))
-            else:
-                live.append(claim)
-        return live
-
-    async def extend(self, consumer: str, claims: Sequence[Claim]) -> None:
-        await self._lease(consumer, claims, idle=0)
-
-    async def release(self, consumer: str, claims: Sequence[Claim]) -> None:
-        await self._lease(consumer, claims, idle=10**12)
-
-    async def _lease(self, consumer: str, claims: Sequence[Claim], *, idle: int) -> None:
-        if claims:
-            b = self._b
-            await b.scripts.lease(
-                keys=[b.keys.stream], args=[GROUP, consumer, idle, *(c.delivery for c in claims)]
-            )
-
-    async def pending(self, run_id: str) -> list[WorkItem]:
-        b = self._b
-        keys = b.run_keys(run_id)
-        raws: list[str] = []
-        for _, fields in await _unacknowledged(b.client, b.keys.stream):
-            raws.append(fields["item"])
-        raws += cast(list[str], await b.client.zrange(b.keys.delayed, 0, -1))
-        raws += cast(list[str], await b.client.lrange(keys.parked, 0, -1))
-        raws += cast(dict[str, str], await b.client.hgetall(keys.failed)).values()
-        done = await b.client.smembers(keys.done)
-        items = [WorkItem.model_validate_json(raw) for raw in raws]
-        return [i for i in items if i.run_id == run_id and i.item_id not in done]
-
-    async def backlog(self) -> tuple[int, int]:
-        b = self._b
-        try:
-            groups = await b.client.xinfo_groups(b.keys.stream)
-        except ResponseError:
-            return 0, 0
-        group = next((g for g in groups if g["name"] == GROUP), None)
-        if group is None:
-            return 0, 0
-        delayed = await b.client.zcard(b.keys.delayed)
-        lag = group.get("lag")
-        if lag is None:
-            lag = await b.client.xlen(b.keys.stream)
-        return int(lag) + int(delayed), int(group["pending"])
-
-
-async def _unacknowledged(client: Redis, key: str) -> list[tuple[str, dict[str, str]]]:
-    """The stream's entries not acknowledged yet: claimed ones (in the group's pending list),
-    then those not delivered yet. Acknowledged entries stay in the stream until it is trimmed."""
-    try:
-        groups: list[dict[str, Any]] = await client.xinfo_groups(key)
-    except ResponseError:  # no stream yet
-        return []
-    group = next((g for g in groups if g["name"] == GROUP), None)
-    last = str(group["last-delivered-id"]) if group is not None else "0-0"
-    entries: list[tuple[str, dict[str, str]]] = []
-    start = "-"
-    while group is not None and int(group["pending"]):
-        batch = cast(
-            list[dict[str, Any]], await client.xpending_range(key, GROUP, min=start, max=last, count=1000)
-        )
-        async with client.pipeline(transaction=False) as pipe:
-            for detail in batch:
-                pipe.xrange(key, min=detail["message_id"], max=detail["message_id"])
-            for reply in await pipe.execute():
-                entries += reply
-        if len(batch) < 1000:
-            break
-        start = f"({batch[-1]['message_id']}"
-    async for entry in _scan_stream(client, key, start=f"({last}"):
-        entries.append(entry)
-    return entries
-
-
-async def _scan_stream(client: Redis, key: str, *, start: str = "-") -> Any:
-    while True:
-        batch = cast(
-            list[tuple[str, dict[str, str]]], await client.xrange(key, min=start, max="+", count=1000)
-        )
-        for entry in batch:
-            yield entry
-        if len(batch) < 1000:
-            return
-        ms, seq = _stream_id(batch[-1][0])
-        start = f"{ms}-{seq + 1}"
-
-
-def _crash_record(claim: Claim, limit: int) -> ErrorRecord:
-    item = claim.item
-    return ErrorRecord(
-        run_id=item.run_id,
-        item_id=item.item_id,
-        node=item.node,
-        attempt=item.attempt,
-        error_type="WorkerLost",
-        message=f"handed out {claim.deliveries} times (limit {limit}): its step keeps killing workers",
-        permanent=True,
-    )
-
-
-class _Contexts:
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-
-    async def get(self, run_id: str) -> dict[str, Any] | None:
-        b = self._b
-        keys = b.run_keys(run_id)
-        if b.layout.model is None:
-            return None
-        async with b.client.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.info, "ctx_ready")
-            for command in b.layout.read_commands(keys):
-                pipe.execute_command(*command)
-            replies = await pipe.execute()
-        if replies[0] != "1":  # an unknown (or expired) run, or one whose context is not seeded yet
-            return None
-        return b.layout.assemble(keys, replies[1:])
-
-
-class _Runs:
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-
-    async def get(self, run_id: str) -> RunInfo | None:
-        data = cast(dict[str, str], await self._b.client.hgetall(self._b.run_keys(run_id).info))
-        return _run_info(data) if data else None
-
-    async def list(self, status: RunStatus | None = None, *, limit: int = 1000) -> list[RunInfo]:
-        b = self._b
-        ids = cast(list[str], await b.client.zrevrange(b.keys.runs, 0, -1))
-        found: list[RunInfo] = []
-        gone: list[str] = []
-        for start in range(0, len(ids), 200):
-            chunk = ids[start : start + 200]
-            async with b.client.pipeline(transaction=False) as pipe:
-                for run_id in chunk:
-                    pipe.hgetall(b.run_keys(run_id).info)
-                replies = await pipe.execute()
-            for run_id, data in zip(chunk, replies, strict=True):
-                if not data:
-                    gone.append(run_id)
-                    continue
-                info = _run_info(data)
-                if status is None or info.status is status:
-                    found.append(info)
-            if len(found) >= limit:
-                break
-        if gone:
-            await b.client.zrem(b.keys.runs, *gone)
-        return found[:limit]
-
-    async def outputs(self, run_id: str) -> builtins.list[Any]:
-        raws = await self._b.client.lrange(self._b.run_keys(run_id).outputs, 0, -1)
-        return [json.loads(raw) for raw in raws]
-
-
-def _moment(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _run_info(data: dict[str, str]) -> RunInfo:
-    has_output = data.get("has_output") == "1"
-    return RunInfo(
-        run_id=data["run_id"],
-        workflow=data["workflow"],
-        status=RunStatus(data["status"]),
-        created_at=datetime.fromisoformat(data["created_at"]),
-        started_at=_moment(data.get("started_at")),
-        finished_at=_moment(data.get("finished_at")),
-        deadline=_moment(data.get("deadline")),
-        output=json.loads(data["output"]) if has_output and "output" in data else None,
-        has_output=has_output,
-        error=data.get("error") or None,
-        items_total=int(data.get("items_total", 0)),
-        items_done=int(data.get("items_done", 0)),
-        interrupt=data.get("interrupt") == "1",
-    )
-
-
-class _Metrics:
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-
-    async def get(self, run_id: str) -> RunMetrics:
-        raw = cast(dict[str, str], await self._b.client.hgetall(self._b.run_keys(run_id).metrics))
-        nodes: dict[str, NodeMetrics] = {}
-        for key, value in raw.items():
-            node, _, counter = key.rpartition(":")
-            metrics = nodes.setdefault(node, NodeMetrics())
-            setattr(metrics, counter, float(value) if counter == "seconds" else int(value))
-        return RunMetrics.of_nodes(nodes)
-
-
-class _Errors:
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-
-    async def list(self, run_id: str) -> list[ErrorRecord]:
-        raws = await self._b.client.lrange(self._b.run_keys(run_id).errors, 0, -1)
-        return [ErrorRecord.model_validate_json(raw) for raw in raws]
-
-
-class _Liveness:
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-
-    async def heartbeat(self, health: WorkerHealth, *, ttl: float) -> None:
-        b = self._b
-        async with b.client.pipeline(transaction=True) as pipe:
-            pipe.hset(b.keys.workers, health.worker_id, health.model_dump_json())
-            pipe.zadd(b.keys.heartbeats, {health.worker_id: time.time() + ttl})
-            await pipe.execute()
-
-    async def list(self) -> list[WorkerHealth]:
-        b = self._b
-        now = time.time()
-        expired = await b.client.zrangebyscore(b.keys.heartbeats, "-inf", now)
-        if expired:
-            async with b.client.pipeline(transaction=True) as pipe:
-                pipe.zrem(b.keys.heartbeats, *expired)
-                pipe.hdel(b.keys.workers, *expired)
-                await pipe.execute()
-        raws = await b.client.hvals(b.keys.workers)
-        return sorted((WorkerHealth.model_validate_json(r) for r in raws), key=lambda h: h.worker_id)
-
-    async def remove(self, worker_id: str) -> None:
-        b = self._b
-        async with b.client.pipeline(transaction=True) as pipe:
-            pipe.zrem(b.keys.heartbeats, worker_id)
-            pipe.hdel(b.keys.workers, worker_id)
-            await pipe.execute()
-
-
-class _Items:
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-
-    async def get(self, run_id: str, item_id: str) -> WorkItemState | None:
-        raw = await self._b.client.hget(self._b.run_keys(run_id).items, item_id)
-        return None if raw is None else WorkItemState.model_validate_json(raw)
-
-    async def list(self, run_id: str) -> list[WorkItemState]:
-        raws = await self._b.client.hvals(self._b.run_keys(run_id).items)
-        return [WorkItemState.model_validate_json(raw) for raw in raws]

@@ -25,9 +25,13 @@
 -- An op is: kind, field, key index (into KEYS, 0 for none), n, then n values.
 -- Kinds: set, incr, incrf, max, min, append, union, update, delete, cas (expected, value).
 --
--- Returns "duplicate", "conflict:<field>", "ok" or "finished". With a consumer (the hand-off),
--- the script also claims the next new entry of the stream for it and returns
--- {result, entry id, item JSON, status, deadline, interrupt}: the last three (what
+-- The fence: a step of a run that is gone (deleted, or expired) or Cancelled changes nothing;
+-- its entry is only acknowledged (and the hand-off still claims the next entry, whatever run
+-- it belongs to).
+--
+-- Returns "duplicate", "gone", "cancelled", "conflict:<field>", "ok" or "finished". With a
+-- consumer (the hand-off), the script also claims the next new entry of the stream for it and
+-- returns {result, entry id, item JSON, status, deadline, interrupt}: the last three (what
 -- step_input.lua tells) only when the state is wanted and the entry belongs to this run,
 -- else {result, entry id, item JSON}, or {result} when the stream has nothing new.
 
@@ -92,6 +96,11 @@ if redis.call('SISMEMBER', KEYS[3], item_id) == 1 then
   redis.call('XACK', KEYS[1], group, delivery)
   return handoff('duplicate')
 end
+local status = redis.call('HGET', KEYS[2], 'status')
+if not status or status == 'Cancelled' then
+  redis.call('XACK', KEYS[1], group, delivery)
+  return handoff(status and 'cancelled' or 'gone')
+end
 for _, op in ipairs(ops) do
   if op.kind == 'cas' then
     local current = redis.call('HGET', KEYS[11], op.field) or ''
@@ -101,7 +110,6 @@ end
 
 redis.call('SADD', KEYS[3], item_id)
 redis.call('XACK', KEYS[1], group, delivery)
-local status = redis.call('HGET', KEYS[2], 'status')
 
 -- context deltas
 for _, op in ipairs(ops) do
@@ -207,7 +215,7 @@ if opened ~= '' and children == 0 then close(opened) end
 if tonumber(redis.call('HGET', KEYS[5], frame) or '1') == 0 then close(frame) end
 for _, s in ipairs(fired) do succ[#succ + 1] = s end
 
--- successors: queued while the run runs, parked while it is paused or failed, else dropped
+-- successors: queued while the run runs, parked while it is paused or failed, else (Completed) dropped
 local active = (status == 'Running' or status == 'Pending')
 local held = (status == 'Paused' or status == 'Failed')
 for _, s in ipairs(succ) do

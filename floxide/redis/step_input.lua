@@ -3,7 +3,8 @@
 -- KEYS[1] run   run hash     KEYS[2] items   item states     KEYS[3] done   committed item ids
 -- ARGV: item_id, node, attempt, now (ISO)
 -- Returns {status or false, deadline or false, interrupt flag, context ready flag}.
--- An item already committed (a re-delivery) keeps its Completed state.
+-- An item already committed (a re-delivery) keeps its Completed state. A run that is gone
+-- (deleted, or expired) or not Pending/Running (Cancelled included) is left as it is.
 
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {false, false, '0', '0'} end

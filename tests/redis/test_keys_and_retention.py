@@ -7,8 +7,9 @@ Cases:
   registry of workflows;
 * two namespaces with the same workflow and run id never share a key or a run;
 * a Completed, a Cancelled and a Failed run's keys all get the TTL, including open join
-  inboxes and keys written after the run finished (by steps still in flight: commits,
-  retries, parked items); retrying a Failed run removes the TTL until it finishes again;
+  inboxes and keys written after a Failed run finished (by steps still in flight: commits,
+  retries, parked items; those of a Cancelled run write nothing: see ``test_fencing.py``);
+  retrying a Failed run removes the TTL until it finishes again;
 * the stream is trimmed of acknowledged entries only, never of pending ones;
 * an item handed out more than ``max_deliveries`` times (its step keeps killing workers) is
   dead-lettered and fails the run.
@@ -178,7 +179,7 @@ async def test_a_completed_runs_keys_expire(redis: Redis) -> None:
     assert_all_expire(keys)
 
 
-async def test_a_cancelled_runs_keys_expire_even_when_written_later(redis: Redis) -> None:
+async def test_a_failed_runs_keys_expire_even_when_its_running_steps_write_later(redis: Redis) -> None:
     backend = backend_for(redis)
     await start_run(bag_flow, backend, 1, run_id="r")
     [claim] = await claim_all(backend)
@@ -186,7 +187,7 @@ async def test_a_cancelled_runs_keys_expire_even_when_written_later(redis: Redis
     first, second, _ = await claim_all(backend)  # three branches in flight
     for claim in (first, second):
         await backend.step_input(claim)
-    assert await backend.set_status("r", RunStatus.CANCELLED) is RunStatus.CANCELLED
+    assert await backend.set_status("r", RunStatus.FAILED, reason="failed meanwhile") is RunStatus.FAILED
     # the in-flight steps end: one commits (creating the log list and the join's inbox)...
     append = {"field": "log", "kind": "append", "value": ["late"]}
     commit = Commit(item=first.item, changes=[append], arrivals=[("collect", 1)])

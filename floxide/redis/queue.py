@@ -1,0 +1,191 @@
+"""The work queue of :class:`~floxide.redis.backend.RedisBackend`: one Stream per workflow.
+
+Items are claimed with ``XREADGROUP`` (group :data:`~floxide.redis.keys.GROUP`), leased
+while their step runs (``lease.lua``), reclaimed with ``XAUTOCLAIM`` once idle past the
+lease (a dead worker's), and dead-lettered after ``max_deliveries`` hand-outs. The backend's
+scripts acknowledge them (commit, retry, failure, parking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from floxide.distributed.models import Claim, ErrorRecord
+from floxide.redis.keys import GROUP
+from floxide.workitem import WorkItem
+
+if TYPE_CHECKING:
+    from floxide.redis.backend import RedisBackend
+
+__all__ = ["StreamQueue", "stream_id"]
+
+
+def _claims(entries: list[Any]) -> list[Claim]:
+    """Claims from raw stream entries (entries deleted meanwhile come without fields)."""
+    return [
+        Claim(item=WorkItem.model_validate_json(fields["item"]), delivery=delivery)
+        for delivery, fields in entries
+        if fields
+    ]
+
+
+def stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class StreamQueue:
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+
+    async def claim(self, consumer: str, *, count: int, block: float) -> list[Claim]:
+        b = self._b
+        await b.ensure_group()
+        try:
+            reply = await b.client.xreadgroup(
+                GROUP,
+                consumer,
+                {b.keys.stream: ">"},
+                count=count,
+                block=int(block * 1000) if block > 0 else None,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            b._group_ready = False
+            return []
+        if not reply:
+            return []
+        return _claims(cast(list[Any], reply)[0][1])
+
+    async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
+        b = self._b
+        await b.ensure_group()
+        cursor, entries, _deleted = await b.client.xautoclaim(
+            b.keys.stream,
+            GROUP,
+            consumer,
+            min_idle_time=int(min_idle * 1000),
+            start_id=b._reclaim_cursor,
+            count=count,
+        )
+        b._reclaim_cursor = cursor
+        claims = _claims(entries)
+        if not claims:
+            return []
+        details = await b.client.xpending_range(
+            b.keys.stream,
+            GROUP,
+            min=claims[0].delivery,
+            max=claims[-1].delivery,
+            count=len(claims) * 4,
+            consumername=consumer,
+        )
+        counts = {d["message_id"]: int(d["times_delivered"]) for d in details}
+        live = []
+        for claim in claims:
+            claim.deliveries = counts.get(claim.delivery, 1)
+            if claim.deliveries > b.max_deliveries:
+                await b.fail(claim, _crash_record(claim, b.max_deliveries))
+            else:
+                live.append(claim)
+        return live
+
+    async def extend(self, consumer: str, claims: Sequence[Claim]) -> None:
+        await self._lease(consumer, claims, idle=0)
+
+    async def release(self, consumer: str, claims: Sequence[Claim]) -> None:
+        await self._lease(consumer, claims, idle=10**12)
+
+    async def _lease(self, consumer: str, claims: Sequence[Claim], *, idle: int) -> None:
+        if claims:
+            b = self._b
+            await b.scripts.lease(
+                keys=[b.keys.stream], args=[GROUP, consumer, idle, *(c.delivery for c in claims)]
+            )
+
+    async def pending(self, run_id: str) -> list[WorkItem]:
+        b = self._b
+        keys = b.run_keys(run_id)
+        raws: list[str] = []
+        for _, fields in await _unacknowledged(b.client, b.keys.stream):
+            raws.append(fields["item"])
+        raws += cast(list[str], await b.client.zrange(b.keys.delayed, 0, -1))
+        raws += cast(list[str], await b.client.lrange(keys.parked, 0, -1))
+        raws += cast(dict[str, str], await b.client.hgetall(keys.failed)).values()
+        done = await b.client.smembers(keys.done)
+        items = [WorkItem.model_validate_json(raw) for raw in raws]
+        return [i for i in items if i.run_id == run_id and i.item_id not in done]
+
+    async def backlog(self) -> tuple[int, int]:
+        b = self._b
+        try:
+            groups = await b.client.xinfo_groups(b.keys.stream)
+        except ResponseError:
+            return 0, 0
+        group = next((g for g in groups if g["name"] == GROUP), None)
+        if group is None:
+            return 0, 0
+        delayed = await b.client.zcard(b.keys.delayed)
+        lag = group.get("lag")
+        if lag is None:
+            lag = await b.client.xlen(b.keys.stream)
+        return int(lag) + int(delayed), int(group["pending"])
+
+
+async def _unacknowledged(client: Redis, key: str) -> list[tuple[str, dict[str, str]]]:
+    """The stream's entries not acknowledged yet: claimed ones (in the group's pending list),
+    then those not delivered yet. Acknowledged entries stay in the stream until it is trimmed."""
+    try:
+        groups: list[dict[str, Any]] = await client.xinfo_groups(key)
+    except ResponseError:  # no stream yet
+        return []
+    group = next((g for g in groups if g["name"] == GROUP), None)
+    last = str(group["last-delivered-id"]) if group is not None else "0-0"
+    entries: list[tuple[str, dict[str, str]]] = []
+    start = "-"
+    while group is not None and int(group["pending"]):
+        batch = cast(
+            list[dict[str, Any]], await client.xpending_range(key, GROUP, min=start, max=last, count=1000)
+        )
+        async with client.pipeline(transaction=False) as pipe:
+            for detail in batch:
+                pipe.xrange(key, min=detail["message_id"], max=detail["message_id"])
+            for reply in await pipe.execute():
+                entries += reply
+        if len(batch) < 1000:
+            break
+        start = f"({batch[-1]['message_id']}"
+    async for entry in _scan_stream(client, key, start=f"({last}"):
+        entries.append(entry)
+    return entries
+
+
+async def _scan_stream(client: Redis, key: str, *, start: str = "-") -> Any:
+    while True:
+        batch = cast(
+            list[tuple[str, dict[str, str]]], await client.xrange(key, min=start, max="+", count=1000)
+        )
+        for entry in batch:
+            yield entry
+        if len(batch) < 1000:
+            return
+        ms, seq = stream_id(batch[-1][0])
+        start = f"{ms}-{seq + 1}"
+
+
+def _crash_record(claim: Claim, limit: int) -> ErrorRecord:
+    item = claim.item
+    return ErrorRecord(
+        run_id=item.run_id,
+        item_id=item.item_id,
+        node=item.node,
+        attempt=item.attempt,
+        error_type="WorkerLost",
+        message=f"handed out {claim.deliveries} times (limit {limit}): its step keeps killing workers",
+        permanent=True,
+    )
