@@ -2,10 +2,11 @@
 
 Cases:
 - ``ttlSecondsAfterFinished`` deletes a finished run, and its Redis data, after the TTL;
-- deleting a running run stops it and removes every Redis key of the run (kopf's finalizer
-  holds the deletion until then);
 - a finished run carries no finalizer: it is deleted at once even while the operator is down
   (its Redis data expires with the run's TTL).
+
+Deleting a running run, and an operator restart in the middle of one, are checked on a real API
+server (tests/cluster/test_lifecycle.py).
 """
 
 from __future__ import annotations
@@ -41,25 +42,6 @@ async def test_ttl_deletes_a_finished_run_and_its_data(cluster: Cluster) -> None
     async with redis_backend(cluster.redis_url, "examples") as backend:
         assert await run_keys(backend, run_id) == []
     assert "Expired" in [reason for _, reason, _ in api.events("short-lived")]
-
-
-async def test_deleting_a_running_run_removes_its_redis_data(cluster: Cluster) -> None:
-    api = cluster.api
-    async with operator(cluster.kmock):
-        await api.create(WORKFLOWS, workflow_manifest("countdown", "examples.countdown:workflow"))
-        await api.create(RUNS, run_manifest("long", {"steps": 60, "delay": 0.5}, workflow="countdown"))
-        await eventually(
-            lambda: int(api.status(RUNS, "long").get("completedItems") or 0) >= 1, timeout=60, what="a step"
-        )
-        run = api.get(RUNS, "long") or {}
-        assert run["metadata"]["finalizers"] == ["floxide.io/finalizer"]
-        run_id = run["status"]["runId"]
-        async with redis_backend(cluster.redis_url, "countdown") as backend:
-            assert await run_keys(backend, run_id)
-            await api.delete(RUNS, "long")
-            await eventually(lambda: not api.exists(RUNS, "long"), timeout=15, what="the deletion")
-            assert await run_keys(backend, run_id) == []
-            assert await backend.runs.list() == []
 
 
 async def test_finished_run_is_deleted_without_the_operator(cluster: Cluster) -> None:

@@ -205,8 +205,9 @@ def test_a_new_redis_connection_changes_the_pod_template() -> None:
 
     old, rotated = template("redis://r:6379/0", "pw-one-x7"), template("redis://r:6379/0", "pw-two-x7")
     annotation = deployment.REDIS_HASH_ANNOTATION
-    assert old["spec"]["template"]["metadata"]["annotations"][annotation] != (
-        rotated["spec"]["template"]["metadata"]["annotations"][annotation]
+    assert (
+        old["spec"]["template"]["metadata"]["annotations"][annotation]
+        != (rotated["spec"]["template"]["metadata"]["annotations"][annotation])
     )
     assert "pw-one-x7" not in str(old) and "pw-two-x7" not in str(rotated)  # a hash, never the password
     hashes = deployment.TEMPLATE_HASH_ANNOTATION

@@ -100,9 +100,11 @@ def test_kopf_settings_with_a_peering_name() -> None:
     assert kopf_settings.peering.standalone is False
     assert kopf_settings.persistence.finalizer == "floxide.io/finalizer"
     storage = kopf_settings.persistence.diffbase_storage
-    assert isinstance(storage, kopf.AnnotationsDiffBaseStorage)
+    assert isinstance(storage, handlers.NoDiffBase)  # no last-handled copy: no write for it
     body = kopf.Body({"metadata": {"name": "r"}, "spec": {"workflow": "wf", "input": {"big": "x" * 1000}}})
-    assert storage.build(body=body) == {"spec": {"workflow": "wf"}}
+    patch = kopf.Patch()
+    storage.store(body=body, patch=patch, essence=storage.build(body=body))
+    assert not patch and storage.fetch(body=body) is None
 
 
 def test_kopf_settings_standalone_without_a_peering_name() -> None:
