@@ -34,8 +34,7 @@ __all__ = ["FINALIZER", "WORKER_LABELS", "NoDiffBase", "configure_kopf", "regist
 
 log = logging.getLogger(__name__)
 
-FINALIZER = "floxide.io/finalizer"
-"""kopf's finalizer on Workflows and active WorkflowRuns (their timers need it)."""
+FINALIZER = models.FINALIZER
 
 WORKER_LABELS = {"app.kubernetes.io/part-of": "floxide", "app.kubernetes.io/component": "worker"}
 """The labels of the Deployments the operator watches: its worker Deployments."""

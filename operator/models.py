@@ -26,6 +26,8 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 WORKFLOW_PLURAL = "workflows"
 WORKFLOW_RUN_PLURAL = "workflowruns"
+FINALIZER = "floxide.io/finalizer"
+"""kopf's finalizer on Workflows and active WorkflowRuns (their timers need it)."""
 
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 CONFIG_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"

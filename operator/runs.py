@@ -399,9 +399,14 @@ def _publish(
     uid: str | None,
     now: float,
 ) -> None:
-    """Patch the status if due, post an Event if the phase changed, count the phase."""
+    """Patch the status if due, post an Event if the phase changed, count the phase.
+
+    The status waits for kopf's finalizer: kopf adds it with a patch conditional on the
+    resource version, which a status patch landing first would make fail (422) and repeat.
+    """
     status = new.to_body()
-    changes = memory.coalescer.due(status, now=now)
+    finalized = models.FINALIZER in (body.get("metadata", {}).get("finalizers") or [])
+    changes = memory.coalescer.due(status, now=now) if finalized else None
     if changes:
         patch.status.update(changes)
         memory.coalescer.mark_sent(status, now=now)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import AuthenticationError
@@ -36,6 +36,12 @@ class RedisSettings(BaseSettings):
         10.0, gt=0, description="Seconds a command may take (blocking reads excluded)."
     )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to establish a connection.")
+    max_connections: int = Field(
+        100,
+        ge=1,
+        description="Connections one process keeps open at most; beyond them, commands wait for a free "
+        "one (up to socket_timeout) instead of failing.",
+    )
 
     def client(self, *, block: float = 0.0) -> Redis:
         """A client; ``block`` is the longest blocking read it will do (kept below the socket timeout)."""
@@ -48,6 +54,8 @@ class RedisSettings(BaseSettings):
                 EqualJitterBackoff(cap=2.0, base=0.1), 4, supported_errors=(RedisDisconnected,)
             ),
             "decode_responses": True,
+            "max_connections": self.max_connections,
+            "timeout": self.socket_timeout + block,
         }
         url = self.url
         if self.password is not None:
@@ -58,7 +66,11 @@ class RedisSettings(BaseSettings):
                 options["ssl_ca_certs"] = self.tls_ca_file
             if self.tls_insecure:
                 options["ssl_cert_reqs"] = "none"
-        return Redis.from_url(url, **options)  # type: ignore[arg-type]
+        # Many concurrent callers (an operator's timers, a worker's steps) wait for a free
+        # connection; redis-py's default pool would fail them ("Too many connections").
+        client = Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
+        client.auto_close_connection_pool = True  # as Redis.from_url does: aclose() closes the pool
+        return client
 
 
 def _without_password(url: str) -> str:

@@ -47,6 +47,7 @@ AUDIT_POLICY = {
     "rules": [
         # Patches of our resources with their bodies: what the operator writes, for tests to read.
         {"level": "Request", "verbs": ["patch"], "resources": [{"group": "floxide.io"}]},
+        {"level": "Request", "verbs": ["create"], "resources": [{"group": "", "resources": ["events"]}]},
         {"level": "Metadata"},
     ],
 }
@@ -86,6 +87,8 @@ class AuditEvent:
     name: str
     code: int
     uri: str
+    about: str
+    """For an Event: the kind of the object it is about."""
 
 
 class ControlPlane:
@@ -300,9 +303,17 @@ class ControlPlane:
                         name=ref.get("name", ""),
                         code=int(entry.get("responseStatus", {}).get("code", 0)),
                         uri=entry.get("requestURI", ""),
+                        about=_about(entry.get("requestObject")),
                     )
                 )
         return events
+
+
+def _about(request: Any) -> str:
+    """The kind of the object an Event (a created Event's request body) is about."""
+    if not isinstance(request, dict):
+        return ""
+    return str((request.get("involvedObject") or {}).get("kind", ""))
 
 
 @contextlib.contextmanager

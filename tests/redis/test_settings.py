@@ -128,6 +128,24 @@ async def test_client_options() -> None:
             await client.aclose()
 
 
+async def test_more_callers_than_connections_wait_for_one(redis_url: str) -> None:
+    """500 concurrent commands (an operator's run timers under load) through 5 connections: all
+    succeed; redis-py's default pool fails those past its size with "Too many connections"."""
+    client = RedisSettings(url=redis_url, max_connections=5).client()
+    try:
+
+        async def bump() -> None:
+            await client.incr("callers")
+            await asyncio.sleep(0)
+
+        await asyncio.gather(*(bump() for _ in range(500)))
+        assert await client.get("callers") == "500"
+        pool = client.connection_pool
+        assert len(pool._in_use_connections) + len(pool._available_connections) <= 5  # type: ignore[attr-defined]
+    finally:
+        await client.aclose()
+
+
 async def test_a_client_outlives_a_server_restart(aof_redis: RedisServer) -> None:
     client = RedisSettings(url=aof_redis.url).client()
     try:
