@@ -134,7 +134,8 @@ def main() -> int:
     print(f"runs: {args.runs} (created by {args.clients} clients in {created:.1f} s); phases: {dict(phases)}")
     print(f"all Succeeded after: {elapsed:.1f} s ({args.runs / elapsed * 60:.0f} runs/min)")
     print(
-        f"operator API writes per run: {per_run:.3f} (target <= {TARGET_WRITES:g}; to WorkflowRuns, their Events)"
+        f"operator API writes per run: {per_run:.3f} "
+        f"(target <= {TARGET_WRITES:g}; to WorkflowRuns, their Events)"
     )
     print(f"operator API writes in all: {len(writes)} ({len(writes) / args.runs:.2f} per run)")
     for kind, count in by_kind.most_common():
