@@ -399,10 +399,11 @@ def _publish(
     uid: str | None,
     now: float,
 ) -> None:
-    """Patch the status if due, post an Event if the phase changed, count the phase.
+    """Patch the status if due; post an Event when the patch shows a new phase; count the phase.
 
     The status waits for kopf's finalizer: kopf adds it with a patch conditional on the
     resource version, which a status patch landing first would make fail (422) and repeat.
+    Events follow the status, so each phase a run is seen in costs one patch and one Event.
     """
     status = new.to_body()
     finalized = models.FINALIZER in (body.get("metadata", {}).get("finalizers") or [])
@@ -411,13 +412,13 @@ def _publish(
         patch.status.update(changes)
         memory.coalescer.mark_sent(status, now=now)
         rt.metrics.status_patches.labels("workflowrun").inc()
-    if new.phase is not None and new.phase is not memory.phase:
-        memory.phase = new.phase
-        message = new.error or new.message or new.phase.value
-        if new.phase is Phase.FAILED:
-            kopf.warn(body, reason=new.phase.value, message=short(message))
-        else:
-            kopf.info(body, reason=new.phase.value, message=short(message))
+        if new.phase is not None and new.phase is not memory.phase:
+            memory.phase = new.phase
+            message = new.error or new.message or new.phase.value
+            if new.phase is Phase.FAILED:
+                kopf.warn(body, reason=new.phase.value, message=short(message))
+            else:
+                kopf.info(body, reason=new.phase.value, message=short(message))
     rt.metrics.run_phase(uid or str(id(memory)), memory.phase)
 
 

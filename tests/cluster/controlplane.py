@@ -89,6 +89,8 @@ class AuditEvent:
     uri: str
     about: str
     """For an Event: the kind of the object it is about."""
+    request: Any = None
+    """The request's body, where the audit policy records it (patches of our resources, Events)."""
 
 
 class ControlPlane:
@@ -304,6 +306,7 @@ class ControlPlane:
                         code=int(entry.get("responseStatus", {}).get("code", 0)),
                         uri=entry.get("requestURI", ""),
                         about=_about(entry.get("requestObject")),
+                        request=entry.get("requestObject"),
                     )
                 )
         return events

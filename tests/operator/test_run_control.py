@@ -129,4 +129,5 @@ async def test_retry_generation_retries_a_failed_run(cluster: Cluster) -> None:
     assert status["observedRetryGeneration"] == 1
     assert "error" not in status
     reasons = [reason for _, reason, _ in api.events("flaky")]
-    assert reasons[-3:] == ["Failed", "Running", "Succeeded"]
+    # Events follow the published status: a Running shown between the two may be coalesced away.
+    assert reasons[-1] == "Succeeded" and "Failed" in reasons[:-1], reasons
