@@ -105,8 +105,8 @@ class Kube:
         except (OSError, ValueError) as exc:  # connection errors, or a response the client refused
             raise KubeError(f"{what}: {exc}") from exc
 
-    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The decoded entries of a Secret, or None if it does not exist."""
+    async def secret(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+        """A Secret's labels and decoded entries, or None if it does not exist."""
         try:
             secret = await self._call(
                 f"reading Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
@@ -115,10 +115,16 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
-        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        data = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        return dict(secret.metadata.labels or {}), data
 
-    async def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The entries of a ConfigMap, or None if it does not exist."""
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The decoded entries of a Secret, or None if it does not exist."""
+        found = await self.secret(namespace, name)
+        return None if found is None else found[1]
+
+    async def config_map(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+        """A ConfigMap's labels and entries, or None if it does not exist."""
         try:
             config_map = await self._call(
                 f"reading ConfigMap {namespace}/{name}",
@@ -130,7 +136,7 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
-        return dict(config_map.data or {})
+        return dict(config_map.metadata.labels or {}), dict(config_map.data or {})
 
     async def apply_secret(self, body: dict[str, Any]) -> None:
         """Create the Secret, or merge-patch it if it exists."""

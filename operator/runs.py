@@ -19,20 +19,19 @@ Status patches are coalesced (:class:`~.projection.Coalescer`): at most one per
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jsonschema
 import kopf
 from pydantic import ValidationError
 
 from floxide.distributed.models import RunStatus
 
 from . import models
+from .inputs import InputRefused, input_errors, read_input, spec_errors
 from .kube import KubeError
 from .models import Phase, ShutdownMode
 from .projection import (
@@ -115,42 +114,6 @@ def _store_for(rt: Runtime, namespace: str, workflow: str) -> WorkflowStore:
     )
 
 
-async def _input(rt: Runtime, spec: models.WorkflowRunSpec, namespace: str) -> Any:
-    source = spec.input_from
-    if source is None:
-        return spec.input
-    ref = source.config_map_key_ref or source.secret_key_ref
-    assert ref is not None  # the CRD requires one of them
-    kind = "ConfigMap" if source.config_map_key_ref is not None else "Secret"
-    kube = rt.require_kube()
-    try:
-        data = await (kube.config_map_data if kind == "ConfigMap" else kube.secret_data)(namespace, ref.name)
-    except KubeError as exc:
-        raise Reject(Phase.PENDING, "InputNotFound", str(exc)) from exc
-    if data is None or ref.key not in data:
-        raise Reject(Phase.PENDING, "InputNotFound", f"{kind} {namespace}/{ref.name} has no key '{ref.key}'")
-    try:
-        return json.loads(data[ref.key])
-    except json.JSONDecodeError as exc:
-        raise Reject(
-            Phase.FAILED, "InvalidInput", f"{kind} {ref.name} key '{ref.key}' is not JSON: {exc}"
-        ) from exc
-
-
-def input_errors(schema: dict[str, Any] | None, value: Any) -> list[str]:
-    """Why ``value`` does not fit the input schema, each naming the field (``input.steps: ...``)."""
-    if not schema:
-        return []
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda error: list(map(str, error.absolute_path)))
-    return [
-        "input"
-        + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        + f": {error.message}"
-        for error in errors[:3]
-    ]
-
-
 async def _admit(
     rt: Runtime,
     memory: RunMemory,
@@ -173,7 +136,12 @@ async def _admit(
         raise Reject(
             Phase.PENDING, "WaitingForWorkers", f"waiting for a worker of Workflow '{spec.workflow}' to start"
         )
-    value = await _input(rt, spec, namespace)
+    try:
+        value = await read_input(rt.require_kube(), spec, namespace)
+    except InputRefused as refused:
+        raise Reject(
+            Phase.FAILED if refused.final else Phase.PENDING, refused.reason, refused.message
+        ) from None
     problems = input_errors(graph.get("inputSchema"), value)
     if problems:
         raise Reject(Phase.FAILED, "InvalidInput", "; ".join(problems))
@@ -345,7 +313,7 @@ async def reconcile_run(
         try:
             parsed = models.WorkflowRunSpec.model_validate(dict(spec))
         except ValidationError as exc:
-            message = short(str(exc))
+            message = short(spec_errors(exc))
             new = _rejected(Phase.FAILED, message)
             accepted = condition("Accepted", False, "InvalidSpec", message, generation=generation)
             new.conditions = merge_conditions(memory.coalescer.sent.get("conditions"), [accepted])

@@ -100,15 +100,20 @@ class Kube:
             raise
         return {key: base64.b64decode(value).decode() for key, value in (found.data or {}).items()}
 
-    def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
-        body = {"metadata": {"name": name}, "stringData": data}
+    def put_secret(
+        self, namespace: str, name: str, data: dict[str, str], *, labels: dict[str, str] | None = None
+    ) -> None:
+        body = {"metadata": {"name": name, "labels": labels or {}}, "stringData": data}
         try:
             self.core.create_namespaced_secret(namespace, body)
         except ApiException as exc:
             if exc.status != 409:
                 raise
             encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-            self.core.patch_namespaced_secret(name, namespace, {"data": encoded})
+            patch: dict[str, Any] = {"data": encoded}
+            if labels:
+                patch["metadata"] = {"labels": labels}
+            self.core.patch_namespaced_secret(name, namespace, patch)
 
     def ensure_namespace(self, name: str) -> None:
         with contextlib.suppress(ApiException):

@@ -64,10 +64,11 @@ def test_the_operator_uses_exactly_what_the_chart_grants(
     assert floxide.operator is not None
     floxide.operator.restart()  # mirrors the Secret again: create answers 409, then a patch
 
+    opened = {"floxide.io/run-input": "true"}
     kube.core.create_namespaced_config_map(
-        NS, {"metadata": {"name": "grants-input"}, "data": {"value": "42"}}
+        NS, {"metadata": {"name": "grants-input", "labels": opened}, "data": {"value": "42"}}
     )
-    kube.put_secret(NS, "grants-input", {"value": "3"})
+    kube.put_secret(NS, "grants-input", {"value": "3"}, labels=opened)
     kube.create(
         "workflowruns",
         NS,

@@ -176,7 +176,7 @@ async def test_large_inputs_stay_out_of_annotations(cluster: Cluster) -> None:
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "inputs", "namespace": "probe"},
+        "metadata": {"name": "inputs", "namespace": "probe", "labels": {"floxide.io/run-input": "true"}},
         "data": {"input.json": '{"steps": 2, "delay": 0, "note": "' + note + '"}'},
     }
     async with operator(cluster.kmock):

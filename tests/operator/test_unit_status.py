@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 from floxide_operator import models, projection
+from floxide_operator.inputs import input_errors, spec_errors
 from floxide_operator.projection import Coalescer, RunView, format_duration, project_run
-from floxide_operator.runs import input_errors, needs_timer, run_id_of
+from floxide_operator.runs import needs_timer, run_id_of
+from pydantic import ValidationError
 
 from floxide.distributed.models import NodeMetrics, RunInfo, RunMetrics, RunStatus
 from tests.operator.test_crds import refusals
@@ -175,13 +177,27 @@ def test_input_errors_name_the_field() -> None:
         "required": ["steps"],
     }
     assert input_errors(schema, {"steps": 3}) == []
-    assert input_errors(schema, {"steps": "many"}) == ["input.steps: 'many' is not of type 'integer'"]
-    assert input_errors(schema, {"steps": 1, "tags": ["a", 2]}) == [
-        "input.tags[1]: 2 is not of type 'string'"
-    ]
-    assert input_errors(schema, {}) == ["input: 'steps' is a required property"]
-    assert input_errors({"type": "integer"}, "x") == ["input: 'x' is not of type 'integer'"]
+    # Each names the field and what the schema wanted; none repeats the value (it may be secret).
+    assert input_errors(schema, {"steps": "many-secret"}) == ["input.steps: expected type integer"]
+    assert input_errors(schema, {"steps": -5}) == ["input.steps: expected a number >= 0"]
+    assert input_errors(schema, {"steps": 1, "tags": ["a", 2]}) == ["input.tags[1]: expected type string"]
+    assert input_errors(schema, {}) == ["input: missing required field 'steps'"]
+    assert input_errors({"type": "integer"}, "x") == ["input: expected type integer"]
+    secret = {"auths": {"registry.example": {"auth": "c2VjcmV0LXRva2Vu"}}}
+    for other in (
+        {"type": "array"},
+        {"enum": [1, 2]},
+        {"type": "object", "maxProperties": 0},
+    ):
+        assert "c2VjcmV0LXRva2Vu" not in " ".join(input_errors(other, secret))
     assert input_errors(None, "anything") == []
+
+
+def test_spec_errors_name_the_field_without_the_value() -> None:
+    with pytest.raises(ValidationError) as caught:
+        models.WorkflowRunSpec.model_validate({"workflow": "wf", "activeDeadlineSeconds": "c2VjcmV0LXRva2Vu"})
+    message = spec_errors(caught.value)
+    assert message.startswith("spec.activeDeadlineSeconds: ") and "c2VjcmV0LXRva2Vu" not in message
 
 
 def test_run_ids() -> None:
