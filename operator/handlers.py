@@ -129,8 +129,8 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """The watch events that keep the runtime's views of Workflows, runs and Deployments."""
 
     @kopf.on.event(*WORKFLOWS, id="workflow-seen", registry=registry)
-    async def workflow_seen(event: Any, name: str, namespace: str, **_: Any) -> None:
-        key = (namespace, name)
+    async def workflow_seen(event: Any, name: str, namespace: str | None, **_: Any) -> None:
+        key = (_namespaced(namespace), name)
         if event.get("type") == "DELETED":
             rt.workflows.discard(key)
             rt.connections.pop(key, None)
@@ -139,7 +139,7 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
     @kopf.on.event(*RUNS, id="run-seen", registry=registry)
     async def run_seen(
-        event: Any, body: Any, spec: Any, status: Any, namespace: str, uid: str, **_: Any
+        event: Any, body: Any, spec: Any, status: Any, namespace: str | None, uid: str, **_: Any
     ) -> None:
         if event.get("type") == "DELETED":
             rt.runs.pop(uid, None)
@@ -147,7 +147,7 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             return
         phase = phase_in(status)
         rt.runs[uid] = RunSeen(
-            namespace=namespace,
+            namespace=_namespaced(namespace),
             workflow=str(spec.get("workflow", "")),
             phase=phase,
             seeded=bool(status.get("seeded")),
@@ -155,8 +155,8 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         rt.metrics.run_phase(uid, phase or Phase.PENDING)
 
     @kopf.on.event("apps", "v1", "deployments", id="deployment-seen", labels=WORKER_LABELS, registry=registry)
-    async def deployment_seen(event: Any, body: Any, name: str, namespace: str, **_: Any) -> None:
-        key = (namespace, name)
+    async def deployment_seen(event: Any, body: Any, name: str, namespace: str | None, **_: Any) -> None:
+        key = (_namespaced(namespace), name)
         if event.get("type") == "DELETED":
             rt.deployments.pop(key, None)
             return
@@ -180,7 +180,7 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         spec: Any,
         status: Any,
         name: str,
-        namespace: str,
+        namespace: str | None,
         meta: Any,
         patch: kopf.Patch,
         memo: Any,
@@ -196,7 +196,7 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
                 spec=spec,
                 status=status,
                 name=name,
-                namespace=namespace,
+                namespace=_namespaced(namespace),
                 meta=meta,
                 patch=patch,
                 memo=memo,
@@ -209,8 +209,8 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         spec: Any,
         status: Any,
         name: str,
-        namespace: str,
-        uid: str | None,
+        namespace: str | None,
+        uid: str,
         meta: Any,
         patch: kopf.Patch,
         memo: Any,
@@ -226,7 +226,7 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
                 spec=spec,
                 status=status,
                 name=name,
-                namespace=namespace,
+                namespace=_namespaced(namespace),
                 uid=uid,
                 meta=meta,
                 patch=patch,
@@ -235,11 +235,21 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         )
 
     @kopf.on.delete(*RUNS, id="cleanup", optional=True, timeout=60, backoff=2, registry=registry)
-    async def run_deleted(spec: Any, status: Any, name: str, namespace: str, memo: Any, **_: Any) -> None:
+    async def run_deleted(
+        spec: Any, status: Any, name: str, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
         try:
-            await cleanup_run(rt, spec=spec, status=status, name=name, namespace=namespace, memo=memo)
+            await cleanup_run(
+                rt, spec=spec, status=status, name=name, namespace=_namespaced(namespace), memo=memo
+            )
         except RedisUnavailable as exc:
             raise kopf.TemporaryError(f"cannot delete the run's Redis data yet: {exc}", delay=5) from exc
+
+
+def _namespaced(namespace: str | None) -> str:
+    """The namespace kopf gives a handler of our namespaced resources (None only for cluster-scoped ones)."""
+    assert namespace is not None, "Workflows, WorkflowRuns and Deployments are namespaced"
+    return namespace
 
 
 async def _guarded(rt: Runtime, kind: str, where: str, reconciliation: Awaitable[None]) -> None:

@@ -77,30 +77,36 @@ def _path(parts: Any) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
 
 
+_EXPECTED = {
+    "type": "expected type {}",
+    "minimum": "expected a number >= {}",
+    "maximum": "expected a number <= {}",
+    "exclusiveMinimum": "expected a number > {}",
+    "exclusiveMaximum": "expected a number < {}",
+    "minLength": "expected at least {} characters",
+    "maxLength": "expected at most {} characters",
+    "minItems": "expected at least {} items",
+    "maxItems": "expected at most {} items",
+    "pattern": "expected text matching '{}'",
+    "format": "expected the format {}",
+}
+"""What each schema rule wanted, said from the schema's own value."""
+
+
 def _expected(error: jsonschema.ValidationError) -> str:
     """What the schema wanted, from the schema alone (never the value that failed)."""
     rule, wanted = str(error.validator), error.validator_value
-    phrases = {
-        "type": lambda: f"expected type {wanted}",
-        "enum": lambda: f"expected one of {json.dumps(wanted)[:120]}",
-        "const": lambda: f"expected {json.dumps(wanted)[:120]}",
-        "minimum": lambda: f"expected a number >= {wanted}",
-        "maximum": lambda: f"expected a number <= {wanted}",
-        "exclusiveMinimum": lambda: f"expected a number > {wanted}",
-        "exclusiveMaximum": lambda: f"expected a number < {wanted}",
-        "minLength": lambda: f"expected at least {wanted} characters",
-        "maxLength": lambda: f"expected at most {wanted} characters",
-        "minItems": lambda: f"expected at least {wanted} items",
-        "maxItems": lambda: f"expected at most {wanted} items",
-        "pattern": lambda: f"expected text matching {wanted!r}",
-        "format": lambda: f"expected the format {wanted}",
-        "additionalProperties": lambda: "has fields the schema does not allow",
-    }
-    if rule == "required":
-        missing = [name for name in wanted if isinstance(error.instance, dict) and name not in error.instance]
+    if rule == "required" and isinstance(wanted, list):
+        given = error.instance if isinstance(error.instance, dict) else {}
+        missing = [str(name) for name in wanted if name not in given]
         return f"missing required field {', '.join(map(repr, missing)) or '(unknown)'}"
-    phrase = phrases.get(rule)
-    return phrase() if phrase is not None else f"does not satisfy the schema's '{rule}' rule"
+    if rule in ("enum", "const"):
+        return f"expected {'one of ' if rule == 'enum' else ''}{json.dumps(wanted)[:120]}"
+    if rule == "additionalProperties":
+        return "has fields the schema does not allow"
+    if rule in _EXPECTED:
+        return _EXPECTED[rule].format(wanted)
+    return f"does not satisfy the schema's '{rule}' rule"
 
 
 def input_errors(schema: dict[str, Any] | None, value: Any) -> list[str]:

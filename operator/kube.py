@@ -42,11 +42,11 @@ class KubeError(FloxideError):
 def _configuration() -> kubernetes.client.Configuration:
     configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:
-            kubernetes.config.load_kube_config(
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=path.split(os.pathsep)[0], client_configuration=configuration
             )
         except (kubernetes.config.ConfigException, OSError) as exc:

@@ -97,7 +97,7 @@ def needs_timer(spec: Any, status: Any, **_: Any) -> bool:
 
 
 def _memory(rt: Runtime, memo: Any, status: dict[str, Any]) -> RunMemory:
-    memory = memo.get("run")
+    memory: RunMemory | None = memo.get("run")
     if memory is None:
         memory = memo["run"] = RunMemory(
             coalescer=rt.coalescer(status, volatile=frozenset({"duration"})),

@@ -66,7 +66,7 @@ class WorkflowMemory:
 
 
 def _memory(rt: Runtime, memo: Any, status: dict[str, Any]) -> WorkflowMemory:
-    memory = memo.get("workflow")
+    memory: WorkflowMemory | None = memo.get("workflow")
     if memory is None:
         memory = memo["workflow"] = WorkflowMemory(
             coalescer=rt.coalescer(status, volatile=frozenset({"backlog"}))

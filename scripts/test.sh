@@ -30,5 +30,11 @@ export KUBEBUILDER_ASSETS
 
 .venv/bin/ruff check floxide operator worker tests benchmarks examples
 .venv/bin/mypy
+# operator/ and worker/ are installed as the packages floxide_operator and floxide_worker: mypy
+# (strict, as configured in pyproject.toml) reads them under those names through two links.
+mkdir -p .tools/typecheck
+ln -sfn ../../operator .tools/typecheck/floxide_operator
+ln -sfn ../../worker .tools/typecheck/floxide_worker
+MYPYPATH=.tools/typecheck .venv/bin/mypy -p floxide_operator -p floxide_worker
 .venv/bin/lint-imports
 .venv/bin/pytest "$@"
