@@ -94,13 +94,11 @@ async def _connection(
 
 
 def _mirrored(rt: Runtime) -> Connection:
-    """The Redis connection mirrored to Workflows: the operator Secret's, else the operator's own."""
+    """The Redis connection mirrored to Workflows: the operator Secret's URL and password, each
+    falling back to the operator's own (an existing Secret gives the operator its password)."""
     own = rt.require_redis().default
-    if rt.operator_secret is None:
-        return own
-    return Connection(
-        rt.operator_secret.get("redis-url") or own.url, rt.operator_secret.get("redis-password")
-    )
+    secret = rt.operator_secret or {}
+    return Connection(secret.get("redis-url") or own.url, secret.get("redis-password") or own.password)
 
 
 async def _mirror_secret(rt: Runtime, body: Any, name: str, namespace: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from tests.helm.helmchart import NAMESPACE, VALUE_SETS, render_chart
+from tests.helm.helmchart import CHART, NAMESPACE, VALUE_SETS, render_chart, run_helm
 
 
 def _secret_data(secret: dict[str, Any]) -> dict[str, str]:
@@ -111,12 +111,11 @@ def test_connection_secret_for_external_redis() -> None:
     rendered = render_chart(VALUE_SETS["external-redis"])
     data = _secret_data(rendered.one("Secret", "-redis-connection"))
     assert data["redis-url"] == "rediss://redis.example.internal:6380/0"
-    # The password is copied from the existing Secret at install time (lookup);
-    # `helm template` has no cluster to read it from.
-    assert data["redis-password"] == ""
+    # The password stays in the existing Secret: nothing is copied from it with a lookup.
+    assert "redis-password" not in data
 
 
-def test_operator_reads_the_connection_secret() -> None:
+def test_operator_and_test_pod_read_the_password_from_the_existing_secret() -> None:
     rendered = render_chart(VALUE_SETS["external-redis"])
     container = rendered.one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
     env = {item["name"]: item for item in container["env"]}
@@ -124,8 +123,34 @@ def test_operator_reads_the_connection_secret() -> None:
         "name": "fx-floxide-redis-connection",
         "key": "redis-url",
     }
-    assert env["FLOXIDE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
+    existing = {"name": "managed-redis", "key": "auth-token", "optional": True}
+    assert env["FLOXIDE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == existing
     assert env["FLOXIDE_OPERATOR_REDIS_SECRET"]["value"] == "fx-floxide-redis-connection"
+    test_env = {item["name"]: item for item in rendered.one("Pod", "-test")["spec"]["containers"][0]["env"]}
+    assert test_env["FLOXIDE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == existing
+
+
+def test_a_generated_password_is_read_from_the_connection_secret() -> None:
+    rendered = render_chart()
+    container = rendered.one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["FLOXIDE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "fx-floxide-redis-connection",
+        "key": "redis-password",
+        "optional": True,
+    }
+
+
+def test_gitops_renders_are_stable_with_an_existing_secret() -> None:
+    """Argo CD and Flux run `helm template` on every sync: with the password in an existing Secret,
+    two renders are the same (no generated password, nothing read with a lookup), so a sync does not
+    change the connection Secret and restart the operator."""
+    for values in (VALUE_SETS["external-redis"], VALUE_SETS["bundled-redis"]):
+        first = run_helm("template", "fx", str(CHART), "--namespace", NAMESPACE, "--values", str(values))
+        second = run_helm("template", "fx", str(CHART), "--namespace", NAMESPACE, "--values", str(values))
+        assert first == second
+    generated = [run_helm("template", "fx", str(CHART), "--namespace", NAMESPACE) for _ in range(2)]
+    assert generated[0] != generated[1]  # a generated password: what the docs steer GitOps users away from
 
 
 def test_network_policy_admits_only_floxide_pods_on_the_redis_port() -> None:

@@ -144,29 +144,27 @@ redis-password
 {{- end }}
 
 {{/*
-The Redis password written into the connection Secret. Rendered once per install or upgrade:
+The existing Secret (name) that holds the Redis password, if the values name one: the bundled Redis'
+redis.auth.existingSecret, or an external Redis' redis.external.existingSecret. Empty otherwise.
+*/}}
+{{- define "floxide.redis.existingPasswordSecret" -}}
+{{- ternary .Values.redis.auth.existingSecret .Values.redis.external.existingSecret .Values.redis.enabled }}
+{{- end }}
+
+{{- define "floxide.redis.existingPasswordKey" -}}
+{{- ternary .Values.redis.auth.existingSecretPasswordKey .Values.redis.external.existingSecretPasswordKey .Values.redis.enabled }}
+{{- end }}
+
+{{/*
+The Redis password written into the connection Secret, only when no existing Secret holds it:
 - bundled Redis, generated password: the value already in the connection Secret (kept on upgrade),
   or 32 random characters on the first install;
-- an existing Secret (bundled or external Redis): its value, read with lookup (empty when it
-  does not exist yet, or under `helm template`);
 - external Redis without a Secret: empty (no AUTH).
+With an existing Secret, clients (the operator, the test Pod) read the password from it directly, so
+nothing here depends on a lookup: `helm template` renders the same every time (Argo CD, Flux).
 */}}
 {{- define "floxide.redis.password" -}}
-{{- $secretName := "" }}
-{{- $secretKey := "" }}
-{{- if .Values.redis.enabled }}
-{{- $secretName = .Values.redis.auth.existingSecret }}
-{{- $secretKey = .Values.redis.auth.existingSecretPasswordKey }}
-{{- else }}
-{{- $secretName = .Values.redis.external.existingSecret }}
-{{- $secretKey = .Values.redis.external.existingSecretPasswordKey }}
-{{- end }}
-{{- if $secretName }}
-{{- $secret := lookup "v1" "Secret" .Release.Namespace $secretName }}
-{{- if and $secret $secret.data (hasKey $secret.data $secretKey) }}
-{{- index $secret.data $secretKey | b64dec }}
-{{- end }}
-{{- else if .Values.redis.enabled }}
+{{- if and .Values.redis.enabled (not (include "floxide.redis.existingPasswordSecret" .)) }}
 {{- $current := lookup "v1" "Secret" .Release.Namespace (include "floxide.redis.connectionSecretName" .) }}
 {{- if and $current $current.data (hasKey $current.data "redis-password") }}
 {{- index $current.data "redis-password" | b64dec }}
@@ -174,6 +172,17 @@ The Redis password written into the connection Secret. Rendered once per install
 {{- randAlphaNum 32 }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+Where clients find the Redis password (an env valueFrom.secretKeyRef): the existing Secret the values
+name, else the connection Secret.
+*/}}
+{{- define "floxide.redis.passwordRef" -}}
+{{- $existing := include "floxide.redis.existingPasswordSecret" . -}}
+name: {{ default (include "floxide.redis.connectionSecretName" .) $existing }}
+key: {{ ternary (include "floxide.redis.existingPasswordKey" .) "redis-password" (ne $existing "") }}
+optional: true
 {{- end }}
 
 {{/*
