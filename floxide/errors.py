@@ -21,6 +21,7 @@ __all__ = [
     "MergeError",
     "NoTerminalReached",
     "NodeFailed",
+    "NodeTimeout",
     "NotStarted",
     "PermanentError",
     "RetryableError",
@@ -65,7 +66,12 @@ class Cancelled(FloxideError):
 
 
 class Timeout(FloxideError):
-    """A node or the whole run exceeded its time limit."""
+    """A node or the whole run exceeded its time limit.
+
+    ``scope`` says what timed out: ``"run"`` for the run's deadline, ``"node 'name'"`` for a
+    node's ``timeouts`` limit. A run fails with a node timeout as :class:`NodeTimeout`, which
+    is both a ``Timeout`` and a :class:`NodeFailed`, so either ``except`` clause catches it.
+    """
 
     def __init__(self, seconds: float, *, scope: str = "run") -> None:
         self.seconds = seconds
@@ -95,7 +101,26 @@ class NodeFailed(FloxideError):
         self.error_message = error_message
         self.attempts = attempts
         tries = "" if attempts <= 1 else f" after {attempts} attempts"
-        super().__init__(f"node '{node}' failed{tries}: {error_type}: {error_message}")
+        # FloxideError directly, not super(): in NodeTimeout the next class is Timeout
+        FloxideError.__init__(self, f"node '{node}' failed{tries}: {error_type}: {error_message}")
+
+
+class NodeTimeout(NodeFailed, Timeout):
+    """A node exceeded its own time limit (``timeouts``) and no fallback edge handled it.
+
+    Both a :class:`NodeFailed` (``node``, ``attempts``, ``error_type == "Timeout"``, the
+    node's :class:`Timeout` as ``__cause__``) and a :class:`Timeout` (``seconds`` is the
+    node's limit, ``scope`` is ``"node 'name'"``). A node that fails for another reason —
+    including a ``Timeout`` of another scope, such as a nested workflow's deadline or node
+    timeout — fails with a plain ``NodeFailed``.
+    """
+
+    def __init__(self, node: str, seconds: float, *, attempts: int = 1) -> None:
+        self.seconds = seconds
+        self.scope = f"node '{node}'"
+        NodeFailed.__init__(
+            self, node, "Timeout", f"{self.scope} timed out after {seconds:g}s", attempts=attempts
+        )
 
 
 class PermanentError(Exception):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from floxide.context import WorkflowCtx
-from floxide.errors import Cancelled, FloxideError, NodeFailed, Timeout
+from floxide.errors import Cancelled, FloxideError, NodeFailed, NodeTimeout, Timeout
 from floxide.graph import Failure, Graph, NodeSpec
 from floxide.merge import FieldChange, diff
 from floxide.transition import Abort, Hold, Next, NextAll
@@ -69,7 +69,7 @@ async def execute(
                 async with asyncio.timeout(spec.timeout):
                     result = await spec.invoke(ctx, value)
             except TimeoutError as exc:
-                raise Timeout(spec.timeout, scope=f"node '{spec.name}'") from exc
+                raise Timeout(spec.timeout, scope=_node_scope(spec.name)) from exc
         if result.__class__ is Abort:
             raise result.exception()
         outcome = _route(graph, spec, result)
@@ -137,7 +137,20 @@ def failure_of(spec: NodeSpec, value: Any, error: BaseException, attempts: int) 
 
 
 def node_failed(spec_name: str, error: BaseException, attempts: int) -> NodeFailed:
-    """The run-level error for a node failure nothing handled."""
-    failed = NodeFailed(spec_name, type(error).__name__, str(error), attempts=attempts)
+    """The run-level error for a node failure nothing handled.
+
+    :class:`NodeTimeout` (a ``NodeFailed`` and a ``Timeout``) when the node exceeded its own
+    time limit — the :class:`Timeout` :func:`execute` raises for it —, else ``NodeFailed``.
+    """
+    failed: NodeFailed
+    if type(error) is Timeout and error.scope == _node_scope(spec_name):
+        failed = NodeTimeout(spec_name, error.seconds, attempts=attempts)
+    else:
+        failed = NodeFailed(spec_name, type(error).__name__, str(error), attempts=attempts)
     failed.__cause__ = error
     return failed
+
+
+def _node_scope(name: str) -> str:
+    """The ``scope`` of the :class:`Timeout` for node ``name``'s own time limit."""
+    return f"node '{name}'"

@@ -1,8 +1,11 @@
 """Per-node timeouts, per-run deadlines, and cancellation.
 
 Cases:
-* a node over its ``timeouts`` limit fails with ``Timeout`` naming the node; a retry
-  policy retries it, a fallback catches it;
+* a node over its ``timeouts`` limit fails the run with ``NodeTimeout`` naming the node:
+  ``except Timeout`` and ``except NodeFailed`` both catch it, also after retries and in a
+  checkpointed run; a retry policy retries it, a fallback catches it (as ``Timeout``);
+* a node failing with a ``Timeout`` that is not its own limit (a nested workflow's node or
+  deadline) fails with a plain ``NodeFailed``;
 * a run over its deadline (``Workflow(timeout=)`` or ``WorkflowCtx(timeout=)``) fails with
   ``Timeout`` promptly; the deadline covers the whole run, not each step;
 * nodes see the time left (``ctx.remaining()``);
@@ -28,6 +31,7 @@ from floxide import (
     InMemoryCheckpointStore,
     NextAll,
     NodeFailed,
+    NodeTimeout,
     RetryPolicy,
     Timeout,
     Workflow,
@@ -56,6 +60,57 @@ async def test_node_timeout() -> None:
     assert time.monotonic() - started < 1
     assert str(info.value) == "node 'slow' failed: Timeout: node 'slow' timed out after 0.02s"
     assert isinstance(info.value.__cause__, Timeout)
+
+
+async def test_node_timeout_is_a_timeout() -> None:
+    workflow = Workflow("w", start=slow, timeouts={slow: 0.02})
+    with pytest.raises(Timeout) as info:
+        await workflow.run(5.0)
+    error = info.value
+    assert isinstance(error, NodeTimeout) and isinstance(error, NodeFailed)
+    assert (error.node, error.error_type, error.attempts) == ("slow", "Timeout", 1)
+    assert (error.seconds, error.scope) == (0.02, "node 'slow'")
+    assert error.error_message == "node 'slow' timed out after 0.02s"
+    assert str(error) == "node 'slow' failed: Timeout: node 'slow' timed out after 0.02s"
+    assert type(error.__cause__) is Timeout and error.__cause__.scope == "node 'slow'"
+
+
+async def test_node_timeout_after_retries_and_checkpointed() -> None:
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0.001, max_backoff=0.001)
+    workflow = Workflow("w", start=slow, timeouts={slow: 0.02}, retry={slow: policy})
+    with pytest.raises(Timeout) as info:
+        await workflow.run(5.0)
+    assert isinstance(info.value, NodeFailed) and info.value.attempts == 2
+    assert str(info.value) == (
+        "node 'slow' failed after 2 attempts: Timeout: node 'slow' timed out after 0.02s"
+    )
+
+    store = InMemoryCheckpointStore()
+    durable = Workflow("w", start=slow, timeouts={slow: 0.02})
+    with pytest.raises(Timeout):
+        await durable.run_with_checkpoint(5.0, store=store, run_id="t1")
+    saved = await store.load("t1")
+    assert saved is not None
+    assert saved.status == "failed"
+    assert saved.error == "node 'slow' failed: Timeout: node 'slow' timed out after 0.02s"
+
+
+async def test_other_timeouts_in_a_node_are_node_failures() -> None:
+    inner = Workflow("inner", start=slow, timeouts={slow: 0.02})
+
+    @node
+    async def nested(ctx: WorkflowCtx[Any], seconds: float) -> float:
+        return await inner.run(seconds)  # an inner node's timeout, not this node's
+
+    @node
+    async def waits(ctx: WorkflowCtx[Any], seconds: float) -> float:
+        raise Timeout(seconds, scope="waiting for run 'x'")
+
+    for start, error_type in ((nested, "NodeTimeout"), (waits, "Timeout")):
+        with pytest.raises(NodeFailed) as info:
+            await Workflow("outer", start=start).run(5.0)
+        assert type(info.value) is NodeFailed and info.value.error_type == error_type
+        assert isinstance(info.value.__cause__, Timeout)
 
 
 async def test_node_timeout_is_retried_and_caught() -> None:
