@@ -84,6 +84,10 @@ class WorkflowCtx(Generic[C]):
 
         ctx = WorkflowCtx(Counters(), timeout=30)
         output = await workflow.run(5, ctx=ctx)
+        ctx.store  # the run's final context (the Counters() given is not modified)
+
+    When the run ends (also when it fails), ``ctx.store`` is the run's context as of its last
+    committed step: the steps' changes merged field by field (see :mod:`floxide.merge`).
 
     Inside a node, ``ctx.store`` is this step's copy of the state, ``ctx.run_id``,
     ``ctx.node``, ``ctx.item_id`` and ``ctx.attempt`` say where the step stands, and

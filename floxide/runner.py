@@ -112,7 +112,12 @@ class Runner:
         return runner
 
     async def run(self) -> RunResult:
-        """Run to the end; raises the run's error (``NodeFailed``, ``Cancelled``, ``Timeout``, ...)."""
+        """Run to the end; raises the run's error (``NodeFailed``, ``Cancelled``, ``Timeout``, ...).
+
+        A node over its own time limit fails the run with ``NodeTimeout`` (both a ``NodeFailed``
+        and a ``Timeout``). Whatever the end, ``self.context`` is the context as of the last
+        committed step (the workflow hands it to the caller's ``ctx``).
+        """
         loop_task = asyncio.ensure_future(self._guarded())
 
         def stop_loop() -> None:

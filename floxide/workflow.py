@@ -144,7 +144,11 @@ class Workflow(Generic[I, O]):
     # -- local runs ---------------------------------------------------------------------------
 
     async def run(self, input: I, *, ctx: WorkflowCtx[Any] | None = None) -> O:
-        """Run locally and return the first terminal output."""
+        """Run locally and return the first terminal output.
+
+        With a caller's ``ctx``, the run starts from ``ctx.store`` and, when it ends,
+        ``ctx.store`` is the run's final context (see :meth:`execute`).
+        """
         return (await self.execute(input, ctx=ctx)).output  # type: ignore[no-any-return]
 
     async def execute(
@@ -155,10 +159,20 @@ class Workflow(Generic[I, O]):
         run_id: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> RunResult:
-        """Run locally; the result has every output and the final context."""
-        ctx = self._prepare(ctx)
-        runner = Runner.start(self, ctx, run_id or uuid.uuid4().hex, input, on_progress=on_progress)
-        return await runner.run()
+        """Run locally; the result has every output and the final context.
+
+        The run starts from ``ctx.store`` (the model's defaults without a ``ctx`` or with
+        ``store=None``). The object given is never modified: each step works on its own copy
+        and the run merges the steps' changes field by field into a new context. When the run
+        ends — completed, failed, cancelled or timed out — the caller's ``ctx.store`` is set to
+        the run's context at that point (its last committed step), the same object as
+        ``RunResult.context`` on success. A ``ctx`` shared by concurrent runs ends with the
+        context of the run that ended last. A node that runs another workflow with its own
+        step ``ctx`` thus gets the nested run's changes as its own (merged like any step's).
+        """
+        prepared = self._prepare(ctx)
+        runner = Runner.start(self, prepared, run_id or uuid.uuid4().hex, input, on_progress=on_progress)
+        return await _drive(runner, ctx)
 
     async def run_with_checkpoint(
         self,
@@ -173,15 +187,21 @@ class Workflow(Generic[I, O]):
 
         If ``run_id`` already has a checkpoint, the run continues from it and ``input`` is
         ignored; a completed run returns its recorded output.
+
+        A caller's ``ctx`` ends as with :meth:`execute`: ``ctx.store`` is the run's final
+        context (for a run that had already completed, its recorded context). A continued
+        run starts from its checkpoint's context, not from ``ctx.store`` (see :meth:`resume`).
         """
         existing = await store.load(run_id)
         if existing is not None:
             if existing.status == "completed":
+                if ctx is not None:
+                    ctx.store = self.load_context(existing.context)
                 return self.load_output(existing.outputs[0].node, existing.outputs[0].value)  # type: ignore[no-any-return]
             return await self.resume(store=store, run_id=run_id, ctx=ctx, on_progress=on_progress)
-        ctx = self._prepare(ctx)
-        runner = Runner.start(self, ctx, run_id, input, store=store, on_progress=on_progress)
-        return (await runner.run()).output  # type: ignore[no-any-return]
+        prepared = self._prepare(ctx)
+        runner = Runner.start(self, prepared, run_id, input, store=store, on_progress=on_progress)
+        return (await _drive(runner, ctx)).output  # type: ignore[no-any-return]
 
     async def resume(
         self,
@@ -191,7 +211,12 @@ class Workflow(Generic[I, O]):
         ctx: WorkflowCtx[Any] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> O:
-        """Continue a checkpointed run from its last committed step."""
+        """Continue a checkpointed run from its last committed step.
+
+        The run continues with its checkpoint's context; a caller's ``ctx`` gives the
+        cancellation and deadline, its ``store`` is not used as input. When the run ends,
+        ``ctx.store`` is the run's final context, as with :meth:`execute`.
+        """
         checkpoint = await store.load(run_id)
         if checkpoint is None:
             raise NotStarted(f"run '{run_id}' has no checkpoint: it was never started with this store")
@@ -199,9 +224,9 @@ class Workflow(Generic[I, O]):
             raise NotStarted(f"run '{run_id}' belongs to workflow '{checkpoint.workflow}', not '{self.name}'")
         if checkpoint.status == "completed":
             raise AlreadyCompleted(f"run '{run_id}' already completed; its output is recorded")
-        ctx = self._prepare(ctx, keep_store=False)
-        runner = Runner.restore(self, ctx, checkpoint, store=store, on_progress=on_progress)
-        return (await runner.run()).output  # type: ignore[no-any-return]
+        prepared = self._prepare(ctx, keep_store=False)
+        runner = Runner.restore(self, prepared, checkpoint, store=store, on_progress=on_progress)
+        return (await _drive(runner, ctx)).output  # type: ignore[no-any-return]
 
     def load_output(self, node: str, value: Any) -> Any:
         """A recorded output, typed again as ``node``'s output where possible."""
@@ -272,6 +297,15 @@ class Workflow(Generic[I, O]):
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {len(self.graph.nodes)} nodes, start '{self.graph.start}'>"
+
+
+async def _drive(runner: Runner, caller: WorkflowCtx[Any] | None) -> RunResult:
+    """Run ``runner`` to the end; then the caller's ``ctx.store`` is the run's context."""
+    try:
+        return await runner.run()
+    finally:
+        if caller is not None:
+            caller.store = runner.context
 
 
 def _explain(what: str, exc: ValidationError) -> str:

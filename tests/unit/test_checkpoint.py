@@ -10,6 +10,9 @@ Cases:
 * ``resume`` of a completed run raises ``AlreadyCompleted``; ``run_with_checkpoint`` of it
   returns the recorded output without running anything;
 * ``resume`` of an unknown run raises ``NotStarted``; so does a run of another workflow;
+* a caller's ``ctx`` ends with the run's context in ``ctx.store``: after a failed
+  ``run_with_checkpoint`` (its committed steps), after ``resume`` (which starts from the
+  checkpoint, not from ``ctx.store``), and for a run that had already completed;
 * ``FileCheckpointStore``: round trip, missing run, unsafe run id, damaged file, no
   temporary files left behind;
 * a run killed in another process (``os._exit`` inside a step) resumes here from its file.
@@ -164,6 +167,30 @@ async def test_unknown_run_and_other_workflow() -> None:
         await counter_workflow({0})[0].run_with_checkpoint(0, store=store, run_id="mine")
     with pytest.raises(NotStarted, match="run 'mine' belongs to workflow 'counter', not 'other'"):
         await other.resume(store=store, run_id="mine")
+
+
+async def test_caller_ctx_sees_the_final_context() -> None:
+    workflow, _ = counter_workflow({2})
+    store = InMemoryCheckpointStore()
+    ctx = WorkflowCtx(Tally(total=10))
+    with pytest.raises(NodeFailed, match="failed at 2"):
+        await workflow.run_with_checkpoint(0, store=store, run_id="c", ctx=ctx)
+    assert ctx.store.total == 12  # the steps committed before the failure
+
+    resumed = WorkflowCtx(Tally(total=100))  # not used: the run continues from its checkpoint
+    assert await workflow.resume(store=store, run_id="c", ctx=resumed) == 5
+    assert resumed.store.total == 15
+
+    again = WorkflowCtx(Tally())
+    assert await workflow.run_with_checkpoint(0, store=store, run_id="c", ctx=again) == 5
+    assert again.store == Tally(total=15)  # the recorded context of the completed run
+
+    other, _ = counter_workflow({3})
+    with pytest.raises(NodeFailed, match="failed at 3"):
+        await other.run_with_checkpoint(0, store=store, run_id="d")
+    continued = WorkflowCtx(Tally())
+    assert await other.run_with_checkpoint(0, store=store, run_id="d", ctx=continued) == 5
+    assert continued.store.total == 5
 
 
 async def test_in_memory_store_keeps_copies() -> None:

@@ -3,7 +3,11 @@
 Cases:
 * a step sees the run id, its node name, a unique item id and the attempt number;
 * ``ctx.store`` starts from the context given to the run (or the model's defaults);
-* the caller's context object is not modified; the final context is in the result;
+* the caller's context object is not modified; the final context is in the result and,
+  with a caller's ``ctx``, in ``ctx.store`` (also with a workflow deadline, a ``store=None``
+  ctx, concurrent branches, and after a failed run: the context of its committed steps);
+* a node running another workflow with its own step ``ctx`` gets the nested run's changes,
+  merged like any step's (concurrent branches each add theirs);
 * 1,000 concurrent branches adding 1 to a summed field give exactly 1,000;
 * appends, unions, max and dict updates from concurrent branches are all kept;
 * last writer wins for plain fields;
@@ -32,6 +36,9 @@ from floxide import (
     edge,
     join,
     node,
+    otherwise,
+    route,
+    when,
 )
 
 
@@ -101,6 +108,76 @@ async def test_initial_and_final_context() -> None:
     assert result.context.count == 7
     assert initial.count == 5
     assert (await workflow.execute(2)).context.count == 2
+
+
+@pytest.mark.parametrize("deadline", [None, 30.0])
+async def test_caller_ctx_sees_the_final_context(deadline: float | None) -> None:
+    @node
+    async def bump(ctx: Ctx, x: int) -> int:
+        ctx.store.count += x
+        return ctx.store.count
+
+    workflow: Workflow[int, int] = Workflow("w", start=bump, context=Shared, timeout=deadline)
+    initial = Shared(count=5)
+    ctx = WorkflowCtx(initial)
+    assert await workflow.run(2, ctx=ctx) == 7
+    assert ctx.store.count == 7 and initial.count == 5
+    result = await workflow.execute(3, ctx=ctx)  # the next run starts from there
+    assert result.output == 10 and ctx.store is result.context
+
+    empty: WorkflowCtx[Shared] = WorkflowCtx()
+    assert await workflow.run(4, ctx=empty) == 4
+    assert empty.store.count == 4
+
+
+async def test_caller_ctx_after_concurrent_branches() -> None:
+    workflow: Workflow[int, Shared] = Workflow(
+        "w", start=spread, context=Shared, edges=[edge(spread, touch), join(touch, summary)]
+    )
+    ctx = WorkflowCtx(Shared(count=5, log=[-1]))
+    await workflow.run(100, ctx=ctx)
+    assert ctx.store.count == 105
+    assert sorted(ctx.store.log) == list(range(-1, 100))
+    assert ctx.store.by_key == {f"k{i}": i for i in range(100)}
+
+
+async def test_caller_ctx_after_a_failed_run() -> None:
+    @node
+    async def bump(ctx: Ctx, x: int) -> int:
+        if x == 3:
+            raise RuntimeError("stop at 3")
+        ctx.store.count += 1
+        return x + 1
+
+    workflow: Workflow[int, int] = Workflow(
+        "w", start=bump, context=Shared, edges=[route(bump, when(lambda x: x < 9, bump), otherwise())]
+    )
+    ctx = WorkflowCtx(Shared())
+    with pytest.raises(NodeFailed, match="stop at 3"):
+        await workflow.run(0, ctx=ctx)
+    assert ctx.store.count == 3
+
+
+async def test_nested_run_with_the_step_ctx_merges() -> None:
+    @node
+    async def add(ctx: Ctx, i: int) -> int:
+        ctx.store.count += 1
+        ctx.store.log.append(i)
+        return i
+
+    inner: Workflow[int, int] = Workflow("inner", start=add, context=Shared)
+
+    @node
+    async def call_inner(ctx: Ctx, i: int) -> int:
+        await asyncio.sleep(0)
+        return await inner.run(i, ctx=ctx)
+
+    outer: Workflow[int, Shared] = Workflow(
+        "outer", start=spread, context=Shared, edges=[edge(spread, call_inner), join(call_inner, summary)]
+    )
+    final = (await outer.execute(50)).context
+    assert final.count == 50
+    assert sorted(final.log) == list(range(50))
 
 
 async def test_concurrent_branches_merge_every_change() -> None:
