@@ -242,8 +242,8 @@ def _register_reconcilers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             await cleanup_run(
                 rt, spec=spec, status=status, name=name, namespace=_namespaced(namespace), memo=memo
             )
-        except RedisUnavailable as exc:
-            raise kopf.TemporaryError(f"cannot delete the run's Redis data yet: {exc}", delay=5) from exc
+        except KubeError as exc:  # the tombstone could not be left: try again
+            raise kopf.TemporaryError(f"cannot record the run's deletion yet: {exc}", delay=5) from exc
 
 
 def _namespaced(namespace: str | None) -> str:

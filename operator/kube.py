@@ -209,6 +209,17 @@ class Kube:
             raise
         return True
 
+    async def annotate(
+        self, *, group: str, version: str, plural: str, namespace: str, name: str, annotations: dict[str, str]
+    ) -> None:
+        """Merge ``annotations`` into a custom resource's metadata."""
+        await self._call(
+            f"annotating {plural}/{name} in {namespace}",
+            self._custom.patch_namespaced_custom_object,
+            group, version, namespace, plural, name, {"metadata": {"annotations": annotations}},
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+
     async def delete_custom(
         self, *, group: str, version: str, plural: str, namespace: str, name: str
     ) -> None:

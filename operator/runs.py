@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from floxide.distributed.models import RunStatus
 
-from . import models
+from . import models, tombstones
 from .inputs import InputRefused, input_errors, read_input, spec_errors
 from .kube import KubeError
 from .models import Phase, ShutdownMode
@@ -431,15 +431,33 @@ async def _expire(
 
 
 async def cleanup_run(rt: Runtime, *, spec: Any, status: Any, name: str, namespace: str, memo: Any) -> None:
-    """The deletion handler: stop the run and delete its Redis data."""
+    """The deletion handler: stop the run and delete its Redis data.
+
+    Without Redis, the deletion does not wait: a tombstone on the run's Workflow
+    (:mod:`.tombstones`) has the data deleted once Redis answers.
+    """
     run_id = status.get("runId")
     if not run_id or not status.get("seeded"):
         return
+    workflow = str(spec.get("workflow", ""))
     memory = memo.get("run")
     store = memory.store if memory is not None else None
-    if store is None:
-        store = await _locate(rt, namespace, str(spec.get("workflow", "")), run_id)
-    if store is None:
-        return  # gone already (expired, or deleted by the TTL)
-    deleted = await store.delete(run_id)
+    try:
+        if store is None:
+            store = await _locate(rt, namespace, workflow, run_id)
+        if store is None:
+            return  # gone already (expired, or deleted by the TTL)
+        deleted = await store.delete(run_id)
+    except RedisUnavailable as exc:
+        if await tombstones.leave(rt.require_kube(), namespace=namespace, workflow=workflow, run_id=run_id):
+            log.warning(
+                "WorkflowRun %s/%s: Redis is unavailable (%s); run %s's data is deleted once it answers",
+                namespace, name, exc, run_id,
+            )  # fmt: skip
+        else:
+            log.warning(
+                "WorkflowRun %s/%s: Redis is unavailable (%s) and Workflow %s is gone: run %s's data stays",
+                namespace, name, exc, workflow, run_id,
+            )  # fmt: skip
+        return
     log.info("WorkflowRun %s/%s: deleted %d Redis keys of run %s", namespace, name, deleted, run_id)

@@ -24,7 +24,7 @@ import kopf
 from pydantic import ValidationError
 
 from . import deployment as manifests
-from . import models
+from . import models, tombstones
 from .kube import KubeError
 from .models import Phase
 from .projection import Coalescer, condition, merge_conditions
@@ -282,6 +282,9 @@ async def reconcile_workflow(
             rt.connections[(namespace, name)] = connection
 
         redis = await _read_redis(rt, memory, connection, name=name, namespace=namespace, now=now)
+        if redis.error is None:  # runs deleted while Redis was away
+            store = rt.require_redis().store(connection, namespace=namespace, workflow=name)
+            await tombstones.clear(store, meta.get("annotations"), patch)
         active, waiting = _runs(rt, namespace, name)
         dname = manifests.deployment_name(name)
         view = rt.deployments.get((namespace, dname))

@@ -128,3 +128,44 @@ def test_a_new_redis_password_rolls_the_workers(
     )
     floxide.kube.create("workflowruns", NS, workflow_run("after-rotation", "rotated", 42))
     eventually(lambda: _phase(floxide, "after-rotation") == "Succeeded", timeout=120)
+
+
+def test_a_run_deleted_while_redis_is_away_leaves_no_data_behind(
+    floxide: Installation, kubelet: LocalKubelet, redis_server: RedisServer
+) -> None:
+    """The deletion does not wait for Redis; a tombstone on the Workflow has the run's data
+    deleted once Redis answers again."""
+    kube = floxide.kube
+    kube.create("workflows", NS, workflow("tombs", "examples.countdown:workflow"))
+    kube.create("workflowruns", NS, workflow_run("buried", "tombs", {"steps": 60, "delay": 0.2}))
+    eventually(lambda: int(kube.status("workflowruns", NS, "buried").get("completedItems") or 0) >= 2)
+    run_id = kube.status("workflowruns", NS, "buried")["runId"]
+
+    password = redis_server.password
+    with redis_server.sync_client() as client:  # Redis away: every client's login is refused
+        client.config_set("requirepass", "nobody-knows-this")
+        client.client_kill_filter(_type="normal", skipme=False)
+    try:
+        started = time.monotonic()
+        kube.delete("workflowruns", NS, "buried")
+        eventually(lambda: kube.get("workflowruns", NS, "buried") is None, timeout=30, what="the deletion")
+        assert time.monotonic() - started < 30
+        tombstone = eventually(
+            lambda: [value for key, value in (kube.get("workflows", NS, "tombs") or {})["metadata"].get(
+                "annotations", {}).items() if key.startswith("cleanup.floxide.io/")],
+            what="the tombstone",
+        )  # fmt: skip
+        assert tombstone == [run_id]
+    finally:
+        redis_server.password = "nobody-knows-this"
+        with redis_server.sync_client() as client:
+            client.config_set("requirepass", password or "")
+        redis_server.password = password
+
+    def cleared() -> bool:
+        annotations = (kube.get("workflows", NS, "tombs") or {})["metadata"].get("annotations", {})
+        return not any(key.startswith("cleanup.floxide.io/") for key in annotations)
+
+    eventually(cleared, timeout=60, what="the tombstone to be cleared")
+    time.sleep(2.0)  # steps that were in flight try to commit meanwhile
+    assert _run_keys(redis_server, run_id) == []
