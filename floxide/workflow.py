@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -89,6 +88,8 @@ class Workflow(Generic[I, O]):
         self.concurrency = concurrency
         self.max_steps = max_steps
         self._adapters: dict[str, TypeAdapter[Any]] = {}
+        self.input_schema: dict[str, Any] = self._input_schema()
+        """The JSON schema of the run's input: what the operator checks a WorkflowRun's input against."""
 
     # -- types and data at the boundaries --------------------------------------------------
 
@@ -102,13 +103,16 @@ class Workflow(Generic[I, O]):
         """The type of the run's input (the start node's input)."""
         return self.graph.nodes[self.graph.start].input_type
 
-    @cached_property
-    def input_schema(self) -> dict[str, Any]:
-        """The JSON schema of the run's input."""
+    def _input_schema(self) -> dict[str, Any]:
+        """The input's JSON schema; :class:`GraphError` if pydantic cannot write one (an empty
+        schema would let any input through the operator's check)."""
         try:
             return TypeAdapter(concrete(self.input_type)).json_schema()
-        except Exception:
-            return {}
+        except Exception as exc:  # pydantic's schema errors have no common base
+            raise GraphError(
+                f"workflow '{self.name}': no JSON schema for the input of start node '{self.graph.start}' "
+                f"({self.input_type!r}): {exc}"
+            ) from exc
 
     def validate_input(self, value: Any) -> I:
         """``value`` (JSON data) as the start node's input; :class:`InputError` names the field."""

@@ -16,6 +16,7 @@ Cases:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -245,3 +246,14 @@ def test_node_subclass_types() -> None:
         "workflow 'w': edge 'scale' -> 'a': 'scale' sends float but 'a' takes int"
     )
     Workflow("ok", start=a, edges=[edge(a, scale)])
+
+
+@node
+async def call_it(fn: Callable[[], int]) -> int:
+    return fn()
+
+
+def test_an_input_without_a_json_schema_is_refused_at_definition() -> None:
+    """An empty schema would let any input through the operator's check: refuse the workflow."""
+    with pytest.raises(GraphError, match=r"no JSON schema for the input of start node 'call_it'"):
+        Workflow("callables", start=call_it)
