@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.text import Text
 
 from floxide.checkpoint import FileCheckpointStore
-from floxide.errors import CheckpointError, FloxideError, GraphError, InputError, NotStarted
+from floxide.errors import AlreadyCompleted, CheckpointError, FloxideError, GraphError, InputError, NotStarted
 from floxide.graph import edge_list
 from floxide.runner import Progress
 from floxide.typecheck import describe
@@ -407,7 +407,10 @@ def run(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", help="With --redis: worker processes to start here (default 1).", show_default=False
+            "--workers",
+            help="Worker processes to start here (default 1; 0: use the live ones). Needs --redis "
+            "or FLOXIDE_REDIS_URL.",
+            show_default=False,
         ),
     ] = None,
     verbose: Verbose = False,
@@ -415,8 +418,8 @@ def run(
     """Run a workflow locally and print its output as JSON.
 
     With --checkpoint the state is saved after every step: a failed run can be resumed.
-    Running a completed run id again prints its recorded output. With --redis the run is
-    distributed over --workers local worker processes (see 'floxide submit').
+    Running a completed run id again prints its recorded output. With --redis (or --workers
+    and FLOXIDE_REDIS_URL) the run is distributed over --workers local worker processes.
     """
     if redis is not None or workers is not None:
         if checkpoint is not None:
@@ -468,17 +471,28 @@ def resume(
     run_id: Annotated[str, typer.Option("--run-id", help="The id of the run to continue.")],
     verbose: Verbose = False,
 ) -> None:
-    """Continue a checkpointed run from its last committed step and print its output."""
+    """Continue a checkpointed run from its last committed step and print its output.
+
+    A completed run is not run again: its recorded output is printed.
+    """
     workflow = _load(target, verbose)
     try:
         store = _store(checkpoint, run_id)
     except CliError as exc:
         _fail(exc, code=exc.code, verbose=verbose)
     reporter = ProgressReporter(workflow.name)
+
+    async def go() -> Any:
+        try:
+            return await workflow.resume(store=store, run_id=run_id, on_progress=reporter.update)
+        except AlreadyCompleted:  # as 'floxide run' with its id: the recorded output
+            saved = await store.load(run_id)
+            if saved is None or not saved.outputs:
+                raise
+            return workflow.load_output(saved.outputs[0].node, saved.outputs[0].value)
+
     with reporter, contextlib.redirect_stdout(sys.stderr):
-        output = _run_async(
-            workflow.resume(store=store, run_id=run_id, on_progress=reporter.update), verbose=verbose
-        )
+        output = _run_async(go(), verbose=verbose)
     _print_json(output)
 
 

@@ -13,42 +13,52 @@ and the TLS settings of :class:`floxide.redis.RedisSettings` apply) and ``--name
 (else ``FLOXIDE_NAMESPACE``, default ``default``). Commands that take only a RUN find its
 workflow in the run index (:mod:`floxide.redis.index`); ``--workflow NAME`` says it instead.
 
+``submit --wait`` says on stderr when no live worker serves the workflow (and gives up after
+``--timeout`` seconds, if given; the run goes on).
+
 On a terminal, results are rich tables; otherwise (or with ``--json``) they are JSON on
 stdout. Errors are one line on stderr (``--verbose`` adds the traceback); the exit status is
-2 for bad usage, input, target or an unknown run, 1 for a failed run or an operation refused.
+2 for bad usage (a malformed ``--redis`` URL or ``--run-id``, the ``redis`` extra missing),
+input, target or an unknown run, 1 for a failed run or an operation refused. What the
+commands share (settings, the session on Redis, errors) is in :mod:`floxide.cli_session`.
 
 Redis code is imported when a command runs, not when the ``floxide`` command starts.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
-import traceback
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
-from pydantic_settings import BaseSettings
 from rich.console import RenderableType
 from rich.table import Table
 
 from floxide import cli as local
 from floxide import cli_output as output
-from floxide.cli import CliError, load_workflow, read_input
-from floxide.cli_settings import namespace_setting, redis_settings, safe_url
+from floxide.cli import CliError
+from floxide.cli_session import (
+    Session,
+    connect,
+    fail_command,
+    in_background,
+    input_or_exit,
+    load_or_exit,
+    print_outcome,
+    run_command,
+    run_id_or_exit,
+    settings_or_exit,
+    warn_without_workers,
+    worker_hint,
+)
 from floxide.distributed.models import RunInfo, RunMetrics, RunStatus
-from floxide.errors import AlreadyCompleted, FloxideError, InputError, NotStarted
+from floxide.errors import AlreadyCompleted, FloxideError, NotStarted
+from floxide.errors import Timeout as RunTimeout
 
 if TYPE_CHECKING:
-    from floxide.redis import RedisBackend, RedisSettings
-    from floxide.redis.index import RunIndex
-    from floxide.workflow import Workflow
+    from floxide.redis import RedisBackend
 
 __all__ = [
     "Session",
@@ -61,104 +71,6 @@ __all__ = [
     "run_command",
     "settings_or_exit",
 ]
-
-T = TypeVar("T")
-S = TypeVar("S", bound=BaseSettings)
-
-# -- connecting -------------------------------------------------------------------------------
-
-
-@dataclass
-class Session:
-    """An open connection to Redis in one namespace."""
-
-    namespace: str
-    index: RunIndex
-
-    def backend(self, workflow: str, *, context_type: type[BaseModel] | None = None) -> RedisBackend:
-        """The backend of one workflow (without a context type: enough to watch and steer runs)."""
-        from floxide.redis import RedisBackend
-
-        return RedisBackend(self.index.client, workflow, namespace=self.namespace, context_type=context_type)
-
-    async def locate(self, run_id: str, workflow: str | None) -> RedisBackend:
-        """The backend of the workflow ``run_id`` belongs to (``workflow`` if given)."""
-        if workflow is None:
-            workflow = await self.index.locate(run_id)
-        return self.backend(workflow)
-
-    async def workflows(self, only: str | None = None) -> list[str]:
-        """The namespace's workflows, or just ``only``."""
-        return [only] if only is not None else await self.index.workflows()
-
-
-@contextlib.asynccontextmanager
-async def connect(settings: RedisSettings, namespace: str, *, block: float = 0.0) -> AsyncIterator[Session]:
-    """A :class:`Session`; Redis must answer a PING first."""
-    from floxide.redis.index import RunIndex
-
-    client = settings.client(block=block)
-    try:
-        index = RunIndex(client, namespace)
-        await index.ping(safe_url(settings.url))
-        yield Session(namespace, index)
-    finally:
-        await client.aclose()
-
-
-# -- output and errors ------------------------------------------------------------------------
-
-
-def _say_error(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
-    sys.stderr.flush()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if isinstance(exc, (FloxideError, CliError)):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def fail_command(exc: BaseException, *, code: int, verbose: bool, hint: str = "") -> NoReturn:
-    if verbose:
-        traceback.print_exception(exc, file=sys.stderr)
-    elif not isinstance(exc, (FloxideError, CliError)):
-        hint = hint or "run with --verbose for the traceback"
-    message = _one_line(exc)
-    _say_error(f"{message} ({hint})" if hint else message)
-    raise typer.Exit(code)
-
-
-def run_command(coroutine: Coroutine[Any, Any, T], *, verbose: bool, started: list[str] | None = None) -> T:
-    """Run ``coroutine``; report its error as one line with the right exit status.
-
-    ``started`` receives the id of a run the coroutine started: an interruption then says
-    how to follow it.
-    """
-    hint = ""
-    try:
-        return asyncio.run(coroutine)
-    except KeyboardInterrupt:
-        if started:
-            hint = f" (the run continues: floxide status {started[0]})"
-        _say_error(f"interrupted{hint}")
-        raise typer.Exit(130) from None
-    except CliError as exc:
-        fail_command(exc, code=exc.code, verbose=verbose)
-    except (NotStarted, InputError) as exc:
-        fail_command(exc, code=2, verbose=verbose)
-    except Exception as exc:
-        fail_command(exc, code=1, verbose=verbose)
-
-
-def settings_or_exit(redis: str | None, namespace: str | None, verbose: bool) -> tuple[RedisSettings, str]:
-    try:
-        return redis_settings(redis), namespace_setting(namespace)
-    except CliError as exc:
-        fail_command(exc, code=exc.code, verbose=verbose)
-
 
 # -- commands ---------------------------------------------------------------------------------
 
@@ -218,6 +130,7 @@ def submit(
     workflow = load_or_exit(target, verbose)
     settings, ns = settings_or_exit(redis, namespace, verbose)
     value = input_or_exit(workflow, input, verbose)
+    run_id = run_id_or_exit(run_id, verbose)
 
     started: list[str] = []
 
@@ -231,22 +144,18 @@ def submit(
             if not wait:
                 return None
             sys.stderr.write(f"floxide: submitted run {started[0]}\n")
-            return await orchestrator.wait_for_completion(started[0], timeout=timeout)
+            hint = worker_hint(target, ns, serve_as)
+            try:
+                async with in_background(warn_without_workers(backend, ns, hint)):
+                    return await orchestrator.wait_for_completion(started[0], timeout=timeout)
+            except RunTimeout as exc:
+                raise CliError(f"{exc} (the run goes on: floxide status {started[0]})", code=1) from exc
 
     info = run_command(go(), verbose=verbose, started=started)
     if info is None:
         sys.stdout.write(f"{started[0]}\n")
         return
     print_outcome(info, all_outputs=False, outputs=[])
-
-
-def print_outcome(info: RunInfo, *, all_outputs: bool, outputs: list[Any]) -> None:
-    if info.status is RunStatus.COMPLETED:
-        sys.stdout.write(output.json_text(outputs if all_outputs else info.output) + "\n")
-        return
-    reason = f": {info.error}" if info.error else ""
-    _say_error(f"run {info.run_id} {info.status.value.lower()}{reason}")
-    raise typer.Exit(1)
 
 
 def status(
@@ -526,25 +435,6 @@ def workers(
         return table if found else "no live workers"
 
     output.emit(found, as_json=as_json, render=render)
-
-
-# -- floxide run --redis: a distributed run on local worker processes ---------------------------
-
-
-def load_or_exit(target: str, verbose: bool) -> Workflow[Any, Any]:
-    try:
-        return load_workflow(target)
-    except CliError as exc:
-        fail_command(exc, code=exc.code, verbose=verbose)
-
-
-def input_or_exit(workflow: Workflow[Any, Any], text: str | None, verbose: bool) -> Any:
-    try:
-        return workflow.validate_input(read_input(text))
-    except CliError as exc:
-        fail_command(exc, code=exc.code, verbose=verbose)
-    except InputError as exc:
-        fail_command(CliError(f"bad --input: {exc}"), code=2, verbose=verbose)
 
 
 def register(app: typer.Typer) -> None:

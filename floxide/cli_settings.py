@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,16 @@ from floxide.cli import CliError
 if TYPE_CHECKING:
     from floxide.redis import RedisSettings
 
-__all__ = ["NamespaceSettings", "load_settings", "namespace_setting", "redis_settings", "safe_url"]
+__all__ = [
+    "REDIS_EXTRA",
+    "NamespaceSettings",
+    "load_settings",
+    "namespace_setting",
+    "redis_extra_missing",
+    "redis_settings",
+    "run_id_setting",
+    "safe_url",
+]
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -57,18 +67,78 @@ def load_settings(model: type[S], flags: Mapping[str, tuple[str, Any]]) -> S:
         raise CliError(f"bad {source}: {error['msg']} (got {str(value)!r})") from None
 
 
+REDIS_EXTRA = frozenset({"redis", "hiredis", "aiohttp", "prometheus_client"})
+"""The top-level modules the ``redis`` extra installs."""
+
+
+def redis_extra_missing(exc: ImportError) -> CliError | None:
+    """The one-line error for ``exc`` if it says the ``redis`` extra is not installed, else ``None``."""
+    name = getattr(exc, "name", None) or ""
+    if not isinstance(exc, ModuleNotFoundError) or name.partition(".")[0] not in REDIS_EXTRA:
+        return None
+    return CliError(
+        f"this command needs the redis extra: pip install 'floxide[redis]' (no module named {name!r})"
+    )
+
+
 def redis_settings(url: str | None) -> RedisSettings:
-    """The Redis settings: ``--redis`` over ``FLOXIDE_REDIS_URL`` over the default."""
-    from floxide.redis import RedisSettings
+    """The Redis settings: ``--redis`` over ``FLOXIDE_REDIS_URL`` over the default.
+
+    A URL redis-py would refuse, misread or fail on only when connecting is a
+    :class:`CliError` (exit status 2) naming its source; so is a missing ``redis`` extra.
+    """
+    try:
+        from floxide.redis import RedisSettings
+    except ImportError as exc:
+        missing = redis_extra_missing(exc)
+        if missing is None:
+            raise
+        raise missing from None
 
     settings = load_settings(RedisSettings, {"url": ("--redis", url)})
     source = "--redis" if url is not None else "FLOXIDE_REDIS_URL"
-    if not settings.url.startswith(("redis://", "rediss://", "unix://")):
-        raise CliError(
-            f"bad {source}: a Redis URL starts with redis://, rediss:// (TLS) or unix:// "
-            f"(got {settings.url!r})"
-        )
+    problem = _url_problem(settings)
+    if problem:
+        raise CliError(f"bad {source}: {problem} (got {safe_url(settings.url)!r})")
     return settings
+
+
+def _url_problem(settings: RedisSettings) -> str:
+    """What is wrong with ``settings.url`` (``""``: nothing)."""
+    url = settings.url
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return "a Redis URL starts with redis://, rediss:// (TLS) or unix://"
+    if any(c.isspace() for c in url):
+        return "a Redis URL has no spaces"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+    except ValueError as exc:
+        return str(exc)
+    database = parts.path.strip("/")
+    if parts.scheme == "unix" and not parts.path:
+        return "a unix:// URL names the socket: unix:///path/to/redis.sock"
+    if parts.scheme != "unix" and database and not database.isdigit():
+        return "the path of a Redis URL is the database number: redis://host:6379/0"
+    try:  # redis-py's own parsing: query options and their values (it connects only when used)
+        pool = settings.client().connection_pool
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:  # an option redis-py does not know
+        return f"unknown option {str(exc).rpartition(' argument ')[2]} in the URL's query"
+    except ValueError as exc:
+        return " ".join(str(exc).split())
+    return ""
+
+
+def run_id_setting(run_id: str | None) -> str | None:
+    """``--run-id`` of a run on Redis: 1-200 letters, digits, '-', '_', '.' or ':' (``None``: a new id)."""
+    if run_id is not None and (
+        not run_id or len(run_id) > 200 or not all(c.isalnum() or c in "-_.:" for c in run_id)
+    ):
+        raise CliError(
+            f"bad --run-id: a run id is 1-200 letters, digits, '-', '_', '.' or ':' (got {run_id!r})"
+        )
+    return run_id
 
 
 def namespace_setting(namespace: str | None) -> str:

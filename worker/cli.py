@@ -2,19 +2,25 @@
 
 Every option falls back to an environment variable (see :mod:`floxide_worker.settings`),
 read once, here. Exit status: 0 after a drain (SIGTERM/SIGINT), 1 if the worker failed,
-2 for a bad setting or target.
+2 for a bad setting or target (an HTTP port the worker cannot listen on, taken by another
+worker on the machine, say, included), each reported as one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import traceback
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from floxide.cli import CliError, load_workflow
+from floxide.cli_settings import redis_extra_missing
+
+if TYPE_CHECKING:
+    from floxide_worker.probes import ServeError
 
 __all__ = ["app", "main", "register", "worker"]
 
@@ -46,7 +52,8 @@ def worker(
         int | None,
         typer.Option(
             "--http-port",
-            help="Port of /metrics, /healthz, /readyz; 0: none. (env FLOXIDE_WORKER_HTTP_PORT; default 9090)",
+            help="Port of /metrics, /healthz, /readyz: one per worker on a machine; 0: no HTTP server. "
+            "(env FLOXIDE_WORKER_HTTP_PORT; default 9090)",
             show_default=False,
         ),
     ] = None,
@@ -95,6 +102,9 @@ def worker(
     """Run a workflow's worker: claim its work items from Redis and run them until SIGTERM."""
     try:
         from floxide_worker import settings as settings_module
+        from floxide_worker.logs import configure
+        from floxide_worker.probes import ServeError
+        from floxide_worker.process import WorkerProcess
 
         settings = settings_module.load(
             redis=redis, namespace=namespace, concurrency=concurrency, http_port=http_port, lease=lease,
@@ -106,17 +116,40 @@ def worker(
             traceback.print_exception(exc, file=sys.stderr)
         sys.stderr.write(f"error: {exc}\n")
         raise typer.Exit(exc.code) from None
-    except ImportError as exc:  # the [redis] extra is missing
-        sys.stderr.write(f"error: the worker needs floxide[redis] ({exc})\n")
+    except ImportError as exc:
+        missing = redis_extra_missing(exc)
+        if missing is None:
+            raise
+        sys.stderr.write(f"error: {missing}\n")
         raise typer.Exit(2) from None
-    from floxide_worker.logs import configure
-    from floxide_worker.process import WorkerProcess
 
     process = WorkerProcess(workflow, settings)
     configure(
         format=settings.logging.format, level=settings.logging.level_number, worker_id=process.worker_id
     )
-    raise typer.Exit(asyncio.run(process.run()))
+    try:
+        code = asyncio.run(process.run())
+    except ServeError as exc:  # a setting found bad when the server starts: one line, exit status 2
+        sys.stderr.write(f"error: {_serve_error(exc, http_port)}\n")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def _serve_error(exc: ServeError, flag: int | None) -> str:
+    """One line: where the server could not listen, which setting said so, what to do."""
+    if flag is not None:
+        source = "--http-port"
+    elif os.environ.get("FLOXIDE_WORKER_HTTP_PORT"):
+        source = "FLOXIDE_WORKER_HTTP_PORT"
+    else:
+        source = "the default of --http-port"
+    where = f"cannot serve /metrics, /healthz and /readyz on {exc.host}:{exc.port} ({source}): {exc.reason}"
+    if not exc.port_refused:
+        return f"{where}; check FLOXIDE_WORKER_HTTP_HOST"
+    return (
+        f"{where}; give each worker on a machine a port of its own with --http-port or "
+        "FLOXIDE_WORKER_HTTP_PORT (0: no HTTP server)"
+    )
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

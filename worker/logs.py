@@ -1,11 +1,15 @@
 """Structured logs: every line about a work item carries its run, node and item.
 
 The worker loop logs one line per work-item transition with ``run``, ``node``, ``item``,
-``result`` and ``seconds`` as record attributes (``extra=``). Lines logged *inside* a step —
-the engine's and the node's own — get ``run``, ``node`` and ``item`` from a context
-variable that :class:`StepContext` sets when the step's task claims its item (each step
-runs in its own task, so the variable never leaks to another step). Every line also
-carries the worker's id.
+``result`` and ``seconds`` as record attributes (``extra=``): at INFO the unusual ones (a
+retry, a failure, a cancellation, a reclaim, a release), at DEBUG the routine ones (an item
+committed, a duplicate, an item parked or dropped), so that ``--log-level DEBUG`` shows
+every item and the default INFO stays quiet at thousands of items a second.
+
+Lines logged *inside* a step — the engine's and the node's own — get ``run``, ``node`` and
+``item`` from a context variable that :class:`StepContext` sets when the step's task claims
+its item (each step runs in its own task, so the variable never leaks to another step).
+Every line also carries the worker's id.
 
 ``json`` prints one JSON object per line (with ``python-json-logger`` when it is
 installed, else a small formatter of ours); ``text`` prints::

@@ -7,19 +7,35 @@
   seconds, the workflow's graph is published, and the worker is not draining.
 * ``/metrics``: the Prometheus text format.
 
-Each answers ``200`` or ``503`` with a short plain-text reason.
+Each answers ``200`` or ``503`` with a short plain-text reason. A port the server cannot
+listen on (another worker on the same machine has it, say) is a :class:`ServeError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-__all__ = ["Probes", "start_server"]
+__all__ = ["Probes", "ServeError", "start_server"]
+
+
+class ServeError(Exception):
+    """The HTTP server cannot listen on ``host:port``; ``reason`` says why.
+
+    ``port_refused``: the port is taken (or privileged), rather than the host unusable.
+    """
+
+    def __init__(self, host: str, port: int, reason: str, *, port_refused: bool = False) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.port_refused = port_refused
 
 
 class Probes:
@@ -78,7 +94,20 @@ async def start_server(
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        refused = exc.errno in (errno.EADDRINUSE, errno.EACCES)
+        raise ServeError(host, port, _reason(exc), port_refused=refused) from exc
     except BaseException:
         await runner.cleanup()
         raise
     return runner
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is in use (by another worker on this machine?)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    text = " ".join(str(exc).split())
+    return text.rpartition("): ")[2] or type(exc).__name__

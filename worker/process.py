@@ -97,7 +97,24 @@ class WorkerProcess:
         self.stop()
 
     async def run(self) -> int:
-        """Work until stopped; 0 after a clean drain, 1 if the worker or a duty failed."""
+        """Work until stopped; 0 after a clean drain, 1 if the worker or a duty failed.
+
+        The HTTP server starts first: a port it cannot listen on raises
+        :class:`~floxide_worker.probes.ServeError` before anything else started.
+        """
+        s = self.settings
+        server: web.AppRunner | None = None
+        if s.worker.http_port:
+            server = await start_server(
+                self.probes, self.metrics.exposition, host=s.worker.http_host, port=s.worker.http_port
+            )
+        try:
+            return await self._run()
+        finally:
+            if server is not None:
+                await server.cleanup()
+
+    async def _run(self) -> int:
         s = self.settings
         client = s.redis.client(block=BLOCK)
         backend = RedisBackend(
@@ -128,12 +145,7 @@ class WorkerProcess:
             loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
             loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
             loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-        server: web.AppRunner | None = None
         try:
-            if s.worker.http_port:
-                server = await start_server(
-                    self.probes, self.metrics.exposition, host=s.worker.http_host, port=s.worker.http_port
-                )
             log.info(
                 "worker %s of workflow '%s' (namespace '%s'): concurrency %d, Redis %s, HTTP port %s",
                 self.worker_id, self.name, s.namespace, s.worker.concurrency, safe_url(s.redis.url),
@@ -145,8 +157,6 @@ class WorkerProcess:
         finally:
             for number in handled:
                 loop.remove_signal_handler(number)
-            if server is not None:
-                await server.cleanup()
             await client.aclose()
             log.info("worker %s stopped", self.worker_id)
 
