@@ -2,7 +2,8 @@
 
 It loads a workflow by import path, runs a :class:`~floxide.distributed.DistributedWorker`
 on Redis with N concurrent steps, heartbeats, serves ``/metrics``, ``/healthz`` and
-``/readyz``, logs one line per retry, failure, cancellation, reclaim or release (every item at DEBUG), and drains on SIGTERM.
+``/readyz``, logs one line per retry, failure, cancellation, reclaim or release (every item
+at DEBUG), and drains on SIGTERM.
 
 What belongs here is the *process*: settings (:mod:`.settings`), logging (:mod:`.logs`),
 Prometheus metrics (:mod:`.metrics`), the HTTP endpoints (:mod:`.probes`), supervision and
