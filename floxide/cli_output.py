@@ -71,6 +71,7 @@ def status_data(namespace: str, info: RunInfo, metrics: RunMetrics) -> dict[str,
     if info.has_output:
         data["output"] = info.output
     data["retries"] = metrics.retries
+    data["reclaimed"] = metrics.reclaimed  # items taken over after their worker went silent (crashes)
     data["nodes"] = {
         name: {**m.model_dump(), "pending": m.pending, "seconds": round(m.seconds, 6)}
         for name, m in sorted(metrics.nodes.items())
@@ -80,12 +81,12 @@ def status_data(namespace: str, info: RunInfo, metrics: RunMetrics) -> dict[str,
 
 def status_view(data: dict[str, Any], info: RunInfo) -> RenderableType:
     table = Table(title=f"run {info.run_id} ({info.workflow})", title_justify="left", show_edge=False)
-    for column in ("NODE", "CREATED", "DONE", "FAILED", "RETRIES", "PENDING", "SECONDS"):
+    for column in ("NODE", "CREATED", "DONE", "FAILED", "RETRIES", "RECLAIMED", "PENDING", "SECONDS"):
         table.add_column(column, justify="left" if column == "NODE" else "right")
     for name, m in data["nodes"].items():
         table.add_row(
             name,
-            *(str(m[k]) for k in ("created", "completed", "failed", "retries", "pending")),
+            *(str(m[k]) for k in ("created", "completed", "failed", "retries", "reclaimed", "pending")),
             f"{m['seconds']:.3f}",
         )
     lines = [

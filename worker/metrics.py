@@ -8,14 +8,17 @@ name                               type       labels                  meaning
 ``floxide_steps_in_progress``      gauge      workflow                steps running now
 ``floxide_retries_total``          counter    workflow, node          failed attempts scheduled for a retry
 ``floxide_dead_lettered_total``    counter    workflow, node          items that failed for good
+``floxide_reclaimed_total``        counter    workflow, node          items taken over from a silent worker
 ``floxide_queue_lag``              gauge      workflow                items not yet delivered, retries waiting
 ``floxide_queue_pending``          gauge      workflow                items delivered, not yet acknowledged
 =================================  =========  ======================  ========================================
 
 ``result`` is ``committed``, ``duplicate``, ``retrying``, ``failed``, ``parked``,
-``dropped`` or ``cancelled``. Labels stay few and bounded: never a run id or an item id.
-The metrics live in a registry of their own (no global state); the process collector adds
-the usual ``process_*`` metrics.
+``dropped``, ``cancelled`` or ``released`` (given back unfinished or unstarted by a draining
+worker). ``floxide_reclaimed_total`` counts crashes seen by this worker: items whose worker
+went silent mid-step (lease expired), not items a draining worker handed back. Labels stay
+few and bounded: never a run id or an item id. The metrics live in a registry of their own
+(no global state); the process collector adds the usual ``process_*`` metrics.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ class PrometheusHooks(WorkerHooks):
         self.dead = Counter(
             "floxide_dead_lettered_total", "Items that failed for good.", ["workflow", "node"], registry=r
         )
+        self.reclaimed = Counter(
+            "floxide_reclaimed_total",
+            "Items taken over from a worker that went silent mid-step (its lease expired).",
+            ["workflow", "node"],
+            registry=r,
+        )
         self.lag = Gauge(
             "floxide_queue_lag", "Items not yet delivered (and delayed retries).", ["workflow"], registry=r
         )
@@ -84,6 +93,9 @@ class PrometheusHooks(WorkerHooks):
             self.retries.labels(self.workflow, node).inc()
         elif result == "failed":
             self.dead.labels(self.workflow, node).inc()
+
+    def on_reclaim(self, claim: Claim) -> None:
+        self.reclaimed.labels(self.workflow, claim.item.node).inc()
 
     def on_backlog(self, lag: int, pending: int) -> None:
         self.lag.labels(self.workflow).set(lag)

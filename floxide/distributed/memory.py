@@ -31,6 +31,7 @@ from floxide.distributed.models import (
     WorkerHealth,
     WorkItemState,
     can_move,
+    reclaim_error,
     utcnow,
 )
 from floxide.distributed.protocols import Commit, Handoff, StepInput
@@ -47,6 +48,7 @@ class _Entry:
     consumer: str | None = None
     delivered_at: float = 0.0
     deliveries: int = 0
+    released: bool = False
 
 
 class _Run:
@@ -159,7 +161,7 @@ class InMemoryBackend:
 
     async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
         result = self._commit(claim, commit)
-        if handoff is not None:
+        if handoff is not None and not handoff.withdrawn:
             claims = await self.queue.claim(handoff.consumer, count=1, block=0)
             if claims:
                 handoff.claim = claims[0]
@@ -179,6 +181,14 @@ class InMemoryBackend:
         if run.load().status is RunStatus.CANCELLED:
             return "cancelled"
         return run
+
+    def _count_reclaim(self, claim: Claim, silent_for: float) -> None:
+        """A crash reclaim, as reclaimed.lua counts it: fenced, and not for a committed item."""
+        run = self._runs.get(claim.item.run_id)
+        if run is None or run.load().status is RunStatus.CANCELLED or claim.item.item_id in run.done:
+            return
+        run.node(claim.item.node).reclaimed += 1
+        run.errors.append(reclaim_error(claim, silent_for).model_dump_json())
 
     def _commit(self, claim: Claim, commit: Commit) -> str:
         item = commit.item
@@ -371,12 +381,18 @@ class _Queue:
     async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
         now = time.monotonic()
         claims: list[Claim] = []
-        for delivery, entry in self._b._entries.items():
+        for delivery, entry in list(self._b._entries.items()):
             if entry.consumer is not None and now - entry.delivered_at >= min_idle and len(claims) < count:
-                entry.consumer, entry.delivered_at = consumer, now
-                entry.deliveries += 1
+                previous, silent_for, released = entry.consumer, now - entry.delivered_at, entry.released
+                entry.consumer, entry.delivered_at, entry.released = consumer, now, False
+                if not released:  # a hand-back is no crash: its delivery does not count
+                    entry.deliveries += 1
                 item = WorkItem.model_validate_json(entry.item)
-                claims.append(Claim(item=item, delivery=delivery, deliveries=entry.deliveries))
+                claim = Claim(item=item, delivery=delivery, deliveries=entry.deliveries)
+                if not released:
+                    claim.reclaimed, claim.lost_by = True, previous
+                    self._b._count_reclaim(claim, silent_for)
+                claims.append(claim)
         return claims
 
     async def extend(self, consumer: str, claims: Sequence[Claim]) -> None:
@@ -384,13 +400,13 @@ class _Queue:
         for claim in claims:
             entry = self._b._entries.get(claim.delivery)
             if entry is not None and entry.consumer == consumer:
-                entry.delivered_at = now
+                entry.delivered_at, entry.released = now, False
 
     async def release(self, consumer: str, claims: Sequence[Claim]) -> None:
         for claim in claims:
             entry = self._b._entries.get(claim.delivery)
             if entry is not None and entry.consumer == consumer:
-                entry.delivered_at = float("-inf")
+                entry.delivered_at, entry.released = float("-inf"), True
 
     async def pending(self, run_id: str) -> list[WorkItem]:
         b = self._b

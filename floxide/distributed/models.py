@@ -25,6 +25,7 @@ __all__ = [
     "WorkerHealth",
     "WorkerStatus",
     "can_move",
+    "reclaim_error",
     "utcnow",
 ]
 
@@ -69,12 +70,18 @@ class RunInfo(BaseModel):
 
 
 class NodeMetrics(BaseModel):
-    """Counts and time of one node within a run."""
+    """Counts and time of one node within a run.
+
+    ``reclaimed`` counts items taken over from a worker that went silent mid-step (its lease
+    expired: it crashed, or stalled): a crash loop shows here while ``retries`` stays 0. An
+    item a draining worker handed back (released) is no crash and is not counted.
+    """
 
     created: int = 0
     completed: int = 0
     failed: int = 0
     retries: int = 0
+    reclaimed: int = 0
     seconds: float = 0.0
 
     @property
@@ -90,6 +97,7 @@ class RunMetrics(BaseModel):
     completed: int = 0
     failed: int = 0
     retries: int = 0
+    reclaimed: int = 0
     nodes: dict[str, NodeMetrics] = Field(default_factory=dict)
 
     @classmethod
@@ -100,6 +108,7 @@ class RunMetrics(BaseModel):
             completed=sum(m.completed for m in nodes.values()),
             failed=sum(m.failed for m in nodes.values()),
             retries=sum(m.retries for m in nodes.values()),
+            reclaimed=sum(m.reclaimed for m in nodes.values()),
             nodes=nodes,
         )
 
@@ -165,12 +174,18 @@ class Claim(BaseModel):
     """A work item a worker has claimed: commit or release it before its lease runs out.
 
     ``delivery`` is the queue's id for this delivery (the Stream entry id in Redis);
-    ``deliveries`` counts how often the item was handed out (crash loops are dead-lettered).
+    ``deliveries`` counts how often the item was handed out (crash loops are dead-lettered;
+    a hand-back, see :meth:`~floxide.distributed.protocols.WorkQueue.release`, does not count).
+    ``reclaimed``: the item was taken over from a worker that went silent holding it (its
+    lease expired), ``lost_by`` (if known); the queue counted it in the run's metrics and
+    errors. Not set for a new item, nor for one a draining worker handed back.
     """
 
     item: WorkItem
     delivery: str
     deliveries: int = 1
+    reclaimed: bool = False
+    lost_by: str | None = None
 
 
 _MOVES: dict[RunStatus, frozenset[RunStatus]] = {
@@ -187,6 +202,22 @@ _MOVES: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.COMPLETED: frozenset(),
     RunStatus.CANCELLED: frozenset(),
 }
+
+
+def reclaim_error(claim: Claim, silent_for: float | None = None) -> ErrorRecord:
+    """The error a run records when ``claim``'s item was reclaimed from a silent worker."""
+    item = claim.item
+    who = f"silent worker '{claim.lost_by}'" if claim.lost_by else "a silent worker"
+    quiet = f" (not heard from for {silent_for:.1f}s)" if silent_for is not None else ""
+    return ErrorRecord(
+        run_id=item.run_id,
+        item_id=item.item_id,
+        node=item.node,
+        attempt=item.attempt,
+        error_type="LeaseExpired",
+        message=f"reclaimed from {who} after its lease expired{quiet}: the worker died or stalled "
+        f"mid-step; delivery {claim.deliveries} of the item",
+    )
 
 
 def can_move(current: RunStatus, target: RunStatus) -> bool:

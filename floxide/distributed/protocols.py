@@ -56,13 +56,21 @@ class WorkQueue(Protocol):
         """Up to ``count`` new items for ``consumer``, waiting up to ``block`` seconds."""
 
     async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
-        """Items whose lease expired (idle longer than ``min_idle`` seconds), now ``consumer``'s."""
+        """Items whose lease expired (idle longer than ``min_idle`` seconds), now ``consumer``'s.
+
+        An item taken from a worker that went silent holding it is a crash: the claim is
+        marked ``reclaimed`` and the run counts it (its node's ``reclaimed`` metric, and an
+        error naming the worker), unless the run is gone or Cancelled (the fence). An item
+        handed back with :meth:`release` is no crash: not marked, not counted, and its
+        delivery count stays as it was.
+        """
 
     async def extend(self, consumer: str, claims: Sequence[Claim]) -> None:
         """Renew the lease of ``claims`` (long steps call this periodically)."""
 
     async def release(self, consumer: str, claims: Sequence[Claim]) -> None:
-        """Give ``claims`` back unfinished: other workers may reclaim them at once."""
+        """Give ``claims`` back unfinished (a draining worker does): other workers may reclaim
+        them at once, and that reclaim is no crash."""
 
     async def pending(self, run_id: str) -> list[WorkItem]:
         """The run's items not yet committed: queued, claimed, delayed or parked."""
@@ -164,13 +172,16 @@ class Handoff:
     """Asks a commit to claim the next new item for ``consumer`` in the same round trip.
 
     The backend fills in the claim (``None``: nothing new) and, when it could read it at no
-    cost (same run, no context to read), its ``state``.
+    cost (same run, no context to read), its ``state``. A worker that stops while the step
+    runs sets ``withdrawn``: a commit issued after that claims nothing (one already under way
+    may still bring a claim, which the worker then hands back).
     """
 
     consumer: str
     want_state: bool = True
     claim: Claim | None = None
     state: StepInput | None = None
+    withdrawn: bool = False
 
 
 class Backend(Protocol):
@@ -208,8 +219,8 @@ class Backend(Protocol):
         """Apply a step atomically and acknowledge it: ``ok``, ``duplicate`` (committed before),
         or ``cancelled`` / ``gone`` (:data:`FENCED`: only acknowledged).
 
-        With ``handoff``, also claim the next new item for its consumer (see :class:`Handoff`),
-        whatever the result.
+        With ``handoff`` (unless ``withdrawn``), also claim the next new item for its consumer
+        (see :class:`Handoff`), whatever the result.
         """
 
     async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> str:

@@ -4,8 +4,9 @@ Beside the steps, supervised background tasks keep the worker honest: heartbeats
 ``floxide workers`` and the operator see it), lease renewal for long steps, reclaiming
 items whose worker died (idle past the lease), promoting due retries, and watching the
 runs of in-flight steps (a cancelled run with ``interrupt`` or an expired deadline cancels
-its running steps). ``stop()`` drains: no new claims, in-flight steps get ``grace`` seconds
-to finish, the rest are cancelled and released for other workers.
+its running steps). ``stop()`` drains: the worker claims nothing more (its steps' commits
+hand off no next item), items it claimed but did not start are handed back at once, in-flight
+steps get ``grace`` seconds to finish, the rest are cancelled and released for other workers.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class WorkerHooks:
     def on_backlog(self, lag: int, pending: int) -> None:
         """The queue's backlog was measured."""
 
+    def on_reclaim(self, claim: Claim) -> None:
+        """An item was taken over from a worker that went silent holding it (a crash)."""
+
 
 class DistributedWorker:
     """Runs one workflow's work items from ``backend``; ``concurrency`` steps at once."""
@@ -96,6 +100,8 @@ class DistributedWorker:
         self.started_at = utcnow()
         self._inflight: dict[asyncio.Task[StepResult], Claim] = {}
         self._tokens: dict[asyncio.Task[StepResult], CancelToken] = {}
+        self._handoffs: dict[asyncio.Task[StepResult], Handoff] = {}
+        self._handed_back: set[str] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._status = WorkerStatus.IDLE
@@ -106,6 +112,7 @@ class DistributedWorker:
         """Claim and process one item; ``None`` when there was nothing to do."""
         await self.backend.promote_due()
         claims = await self.backend.queue.reclaim(self.worker_id, min_idle=self.lease, count=1)
+        self._reclaimed(claims)
         if not claims:
             claims = await self.backend.queue.claim(self.worker_id, count=1, block=block)
         if not claims:
@@ -134,9 +141,16 @@ class DistributedWorker:
             await self.backend.liveness.remove(self.worker_id)
 
     def stop(self) -> None:
-        """Stop claiming; :meth:`run` returns after draining (``drain_grace`` seconds at most)."""
+        """Stop claiming; :meth:`run` returns after draining (``drain_grace`` seconds at most).
+
+        From now on the worker takes no new work: the hand-offs of running steps are withdrawn
+        (their commits claim nothing), and what a claim, a reclaim or a commit under way still
+        brings is handed back at once, unstarted.
+        """
         self._stopping.set()
         self._slot_freed.set()
+        for handoff in self._handoffs.values():
+            handoff.withdrawn = True
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for in-flight steps, then cancel and release the rest."""
@@ -181,13 +195,38 @@ class DistributedWorker:
         """Start steps for ``claims``, reading their runs' status and context in one go."""
         if not claims:
             return
+        if self._stopping.is_set():  # a claim under way when the worker was stopped
+            await self._hand_back(claims)
+            return
         try:
             states: list[StepInput | None] = list(await self.backend.step_inputs(claims))
         except Exception:  # each step then reads its own state
             log.warning("reading the state of %d claimed item(s) failed", len(claims), exc_info=True)
             states = [None] * len(claims)
+        if self._stopping.is_set():
+            await self._hand_back(claims)
+            return
         for claim, state in zip(claims, states, strict=True):
             self._start(claim, state)
+
+    async def _hand_back(self, claims: list[Claim]) -> None:
+        """Release ``claims`` unstarted (the worker is stopping): other workers take them at once.
+
+        Their leases are renewed no more, and a cancellation (the drain's deadline) does not
+        cut the release short. If the release fails, they are reclaimed once the lease runs out.
+        """
+        self._handed_back.update(claim.delivery for claim in claims)
+        release = asyncio.ensure_future(self.backend.queue.release(self.worker_id, claims))
+        try:
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            await asyncio.wait([release])
+            raise
+        except Exception:
+            log.warning("handing back %d unstarted item(s) failed", len(claims), exc_info=True)
+            return
+        for claim in claims:
+            log.info("handed back unstarted: the worker is stopping", extra=_fields(claim, result="released"))
 
     def _start(self, claim: Claim, state: StepInput | None = None) -> None:
         token = CancelToken()
@@ -200,6 +239,7 @@ class DistributedWorker:
     def _finished(self, task: asyncio.Task[StepResult]) -> None:
         claim = self._inflight.pop(task, None)
         self._tokens.pop(task, None)
+        self._handoffs.pop(task, None)
         self._slot_freed.set()
         if not self._inflight:
             self._status = WorkerStatus.IDLE
@@ -215,20 +255,34 @@ class DistributedWorker:
         task = asyncio.current_task()
         while True:
             handoff = Handoff(self.worker_id) if follow and not self._stopping.is_set() else None
+            if handoff is not None and task is not None:
+                self._handoffs[task] = handoff  # stop() withdraws it
             result = await self._step(claim, token, state, handoff)
             if handoff is None or handoff.claim is None or task is None:
                 return result
             claim, state, token = handoff.claim, handoff.state, CancelToken()
             self._inflight[task], self._tokens[task] = claim, token
+            if self._stopping.is_set():  # the commit was under way when the worker was stopped
+                await self._hand_back([claim])
+                return result
 
     async def _step(
         self, claim: Claim, token: CancelToken, state: StepInput | None, handoff: Handoff | None
     ) -> StepResult:
+        if self._stopping.is_set():  # stopped before the step began
+            await self._hand_back([claim])
+            return "released"
         for hook in self.hooks:
             _safely(hook.on_claim, claim)
         started = time.perf_counter()
         result: StepResult = "crashed"
         try:
+            if state is None:
+                state = await self.backend.step_input(claim)
+                if self._stopping.is_set():  # stopped while the state was read: still unstarted
+                    await self._hand_back([claim])
+                    result = "released"
+                    return result
             result = await process_claim(
                 self.workflow,
                 self.backend,
@@ -293,17 +347,31 @@ class DistributedWorker:
                 _safely(hook.on_backlog, lag, pending)
 
     async def _extend_leases(self) -> None:
-        if self._inflight:
-            await self.backend.queue.extend(self.worker_id, list(self._inflight.values()))
+        held = [c for c in self._inflight.values() if c.delivery not in self._handed_back]
+        if held:
+            await self.backend.queue.extend(self.worker_id, held)
 
     async def _reclaim(self) -> None:
         free = self.concurrency - len(self._inflight)
         if free <= 0 or self._stopping.is_set():
             return
         claims = await self.backend.queue.reclaim(self.worker_id, min_idle=self.lease, count=free)
-        for claim in claims:
-            log.info("reclaimed from a silent worker", extra=_fields(claim, result="reclaimed"))
+        self._reclaimed(claims)
         await self._start_all(claims)
+
+    def _reclaimed(self, claims: list[Claim]) -> None:
+        """Log the items taken over, and tell the hooks about those lost in a crash."""
+        for claim in claims:
+            if not claim.reclaimed:
+                log.info("reclaimed from a silent worker: handed back as it drained, no crash",
+                         extra=_fields(claim, result="reclaimed"))  # fmt: skip
+                continue
+            log.warning(
+                "reclaimed from a silent worker (%s): its lease expired mid-step, delivery %d",
+                claim.lost_by or "unknown", claim.deliveries, extra=_fields(claim, result="reclaimed"),
+            )  # fmt: skip
+            for hook in self.hooks:
+                _safely(hook.on_reclaim, claim)
 
     async def _promote(self) -> None:
         await self.backend.promote_due()

@@ -6,8 +6,10 @@ The claim protocol (see the scripts' headers for the exact contracts):
   ``XREADGROUP ... BLOCK`` (no polling). A claimed entry stays in the group's pending list
   until the step's commit acknowledges it, in the same script that applies the step.
 * A worker renews the lease of long steps (``lease.lua``); entries idle longer than the
-  lease belong to a dead worker and are reclaimed with ``XAUTOCLAIM``. An entry handed out
-  more than ``max_deliveries`` times (a step that kills its worker) is dead-lettered.
+  lease belong to a dead worker and are reclaimed (``reclaim.lua``), which the run counts
+  (``reclaimed.lua``: a ``reclaimed`` metric and an error); entries a draining worker
+  released are reclaimable at once and count as no crash. An entry handed out more than
+  ``max_deliveries`` times (a step that kills its worker) is dead-lettered.
 * ``commit.lua`` applies a step atomically: idempotency marker, context deltas, metrics,
   outputs, fan-out frames and joins, successors, run completion, acknowledgement. A
   re-delivered item that is already committed is only acknowledged.
@@ -91,7 +93,7 @@ class RedisBackend:
         self.dead_letters_kept = dead_letters_kept
         self.scripts = Scripts(client)
         self._group_ready = False
-        self._reclaim_cursor = "0-0"
+        self._reclaim_cursor = "-"
         self.queue = StreamQueue(self)
         self.contexts = Contexts(self)
         self.runs = Runs(self)
@@ -263,7 +265,7 @@ class RedisBackend:
             argv.append(len(commit.outputs))
             argv += [json.dumps(value, separators=(",", ":")) for value in commit.outputs]
             argv += [*op_args, _iso(), repr(commit.seconds), self.ttl, self.workflow]
-            if handoff is not None:
+            if handoff is not None and not handoff.withdrawn:  # a stopping worker claims nothing more
                 argv += [handoff.consumer, "1" if handoff.want_state and self.layout.model is None else "0"]
             reply = await self.scripts.commit(keys=[*fixed, *inboxes, *extra], args=argv)
             result = reply[0] if isinstance(reply, list) else reply

@@ -1,7 +1,8 @@
 -- lease.lua: renew (or give up) the leases a consumer still holds.
 --
 -- KEYS[1] stream
--- ARGV: group, consumer, idle (ms: 0 renews the lease, a large value releases the item), delivery ids...
+-- ARGV: group, consumer, idle (ms: 0 renews the lease, a huge value releases the item: reclaim.lua
+--       takes an entry that idle as handed back, not lost in a crash), delivery ids...
 -- Only entries still owned by the consumer are touched. Returns how many were.
 
 local touched = 0

@@ -1,8 +1,9 @@
 """The work queue of :class:`~floxide.redis.backend.RedisBackend`: one Stream per workflow.
 
 Items are claimed with ``XREADGROUP`` (group :data:`~floxide.redis.keys.GROUP`), leased
-while their step runs (``lease.lua``), reclaimed with ``XAUTOCLAIM`` once idle past the
-lease (a dead worker's), and dead-lettered after ``max_deliveries`` hand-outs. The backend's
+while their step runs (``lease.lua``), reclaimed once idle past the lease (``reclaim.lua``:
+a dead worker's, counted in the run by ``reclaimed.lua``; or one a draining worker released,
+which is no crash), and dead-lettered after ``max_deliveries`` hand-outs. The backend's
 scripts acknowledge them (commit, retry, failure, parking).
 """
 
@@ -14,14 +15,18 @@ from typing import TYPE_CHECKING, Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from floxide.distributed.models import Claim, ErrorRecord
+from floxide.distributed.models import Claim, ErrorRecord, reclaim_error
 from floxide.redis.keys import GROUP
 from floxide.workitem import WorkItem
 
 if TYPE_CHECKING:
     from floxide.redis.backend import RedisBackend
 
-__all__ = ["StreamQueue", "stream_id"]
+__all__ = ["RELEASED_IDLE", "StreamQueue", "stream_id"]
+
+RELEASED_IDLE = 10**12
+"""The idle time (ms, some 31 years) a released entry is given: reclaimable at once, and told
+from an entry lost in a crash (idle for the lease, or minutes) by ``reclaim.lua``."""
 
 
 def _claims(entries: list[Any]) -> list[Claim]:
@@ -65,41 +70,41 @@ class StreamQueue:
     async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
         b = self._b
         await b.ensure_group()
-        cursor, entries, _deleted = await b.client.xautoclaim(
-            b.keys.stream,
-            GROUP,
-            consumer,
-            min_idle_time=int(min_idle * 1000),
-            start_id=b._reclaim_cursor,
-            count=count,
+        reply = await b.scripts.reclaim(
+            keys=[b.keys.stream],
+            args=[GROUP, consumer, int(min_idle * 1000), b._reclaim_cursor, count, RELEASED_IDLE // 10],
         )
-        b._reclaim_cursor = cursor
-        claims = _claims(entries)
-        if not claims:
-            return []
-        details = await b.client.xpending_range(
-            b.keys.stream,
-            GROUP,
-            min=claims[0].delivery,
-            max=claims[-1].delivery,
-            count=len(claims) * 4,
-            consumername=consumer,
-        )
-        counts = {d["message_id"]: int(d["times_delivered"]) for d in details}
+        b._reclaim_cursor = reply[0]
         live = []
-        for claim in claims:
-            claim.deliveries = counts.get(claim.delivery, 1)
+        for delivery, raw, deliveries, owner, released, idle in reply[1:]:
+            claim = Claim(item=WorkItem.model_validate_json(raw), delivery=delivery, deliveries=deliveries)
+            if released != "1":  # lost by a worker that went silent: the run counts it
+                claim.reclaimed, claim.lost_by = True, owner or None
+                await self._count_reclaim(claim, idle / 1000)
             if claim.deliveries > b.max_deliveries:
                 await b.fail(claim, _crash_record(claim, b.max_deliveries))
             else:
                 live.append(claim)
         return live
 
+    async def _count_reclaim(self, claim: Claim, silent_for: float) -> None:
+        """``reclaimed.lua``: the node's ``reclaimed`` count and an error, in the run (fenced).
+
+        Not atomic with the reclaim: a worker that dies in between leaves the item to be
+        reclaimed (and counted) again once its own lease runs out.
+        """
+        b, item = self._b, claim.item
+        keys = b.run_keys(item.run_id)
+        await b.scripts.reclaimed(
+            keys=[keys.info, keys.done, keys.metrics, keys.errors],
+            args=[item.item_id, item.node, reclaim_error(claim, silent_for).model_dump_json(), b.errors_kept],
+        )
+
     async def extend(self, consumer: str, claims: Sequence[Claim]) -> None:
         await self._lease(consumer, claims, idle=0)
 
     async def release(self, consumer: str, claims: Sequence[Claim]) -> None:
-        await self._lease(consumer, claims, idle=10**12)
+        await self._lease(consumer, claims, idle=RELEASED_IDLE)
 
     async def _lease(self, consumer: str, claims: Sequence[Claim], *, idle: int) -> None:
         if claims:

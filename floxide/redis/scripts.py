@@ -28,5 +28,7 @@ class Scripts:
         self.aside: AsyncScript = client.register_script(_source("aside"))
         self.promote: AsyncScript = client.register_script(_source("promote"))
         self.lease: AsyncScript = client.register_script(_source("lease"))
+        self.reclaim: AsyncScript = client.register_script(_source("reclaim"))
+        self.reclaimed: AsyncScript = client.register_script(_source("reclaimed"))
         self.status: AsyncScript = client.register_script(_source("status"))
         self.seed_context: AsyncScript = client.register_script(_source("seed_context"))
