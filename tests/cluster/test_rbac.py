@@ -136,5 +136,7 @@ def test_api_writes_per_run_stay_within_four(
             short += 1
             assert len(writes) + posted == 4
     assert short, "no run finished within one tick: nothing measured"
-    refused = [e for e in audit if e.code == 422]
+    # Only this test's namespace: other tests delete runs at once, and adding a finalizer to a run
+    # already being deleted is refused by design.
+    refused = [e for e in audit if e.code == 422 and f"/namespaces/{NS}/" in e.uri]
     assert not refused, [f"{e.verb} {e.uri}" for e in refused]
