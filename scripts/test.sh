@@ -17,6 +17,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
 
+# Graphviz's dot draws run pictures as SVG and PNG (floxide graph --run, the dashboard).
+if ! command -v dot >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq graphviz >/dev/null
+fi
+
 bash scripts/install-helm.sh
 
 # The cluster tier's real control plane: etcd, kube-apiserver, kube-controller-manager (and kubectl),
