@@ -35,17 +35,18 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.protocols import Commit, Handoff, StepInput
 from floxide.errors import FloxideError
+from floxide.redis.clients import Client
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
-from floxide.redis.keys import GROUP, REGISTRY, KeySpace, RunKeys
+from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.queue import StreamQueue, stream_id
+from floxide.redis.runqueue import RunQueue
 from floxide.redis.scripts import Scripts
 from floxide.redis.stores import Contexts, Errors, Items, Liveness, Metrics, Runs
 from floxide.workitem import WorkItem
@@ -53,6 +54,8 @@ from floxide.workitem import WorkItem
 __all__ = ["RedisBackend"]
 
 _CAS_RETRIES = 20
+_ADMIT_INTERVAL = 0.25
+"""Seconds between two admissions of queued runs by one worker (see ``promote_due``)."""
 
 
 def _iso(moment: datetime | None = None) -> str:
@@ -73,7 +76,7 @@ class RedisBackend:
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         workflow: str,
         *,
         namespace: str = "default",
@@ -101,6 +104,8 @@ class RedisBackend:
         self.errors = Errors(self)
         self.liveness = Liveness(self)
         self.items = Items(self)
+        self.run_queue = RunQueue(self)
+        self._admitted_at = 0.0
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -132,7 +137,7 @@ class RedisBackend:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        await self.client.sadd(REGISTRY, f"{self.keys.namespace}/{self.workflow}")
+        await self.client.sadd(self.keys.shared.workflows, self.workflow)
         self._group_ready = True
 
     # -- atomic operations ----------------------------------------------------------------------
@@ -140,6 +145,8 @@ class RedisBackend:
     async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
         _check_id(run.run_id)
         await self.ensure_group()
+        if await self.run_queue.limit() is not None:  # it waits Queued for a slot (floxide.redis.runqueue)
+            return await self.run_queue.submit(run, item, context)
         keys = self.run_keys(run.run_id)
         fixed = [keys.info, self.keys.stream, keys.frames, keys.items, keys.metrics, self.keys.runs]
         argv = [
@@ -154,6 +161,7 @@ class RedisBackend:
         ]
         async with self.client.pipeline(transaction=True) as pipe:
             await self.scripts.start(keys=fixed, args=argv, client=pipe)
+            pipe.hsetnx(keys.info, *_input_field(item))  # what the dashboard shows as the run's input
             if context is not None:
                 await self._seed_context(keys, context, client=pipe)
             created = (await pipe.execute())[0]
@@ -357,10 +365,27 @@ class RedisBackend:
         )
 
     async def promote_due(self) -> int:
+        """Move due retries into the stream; a few times a second, also start queued runs that
+        a run limit now allows (:mod:`floxide.redis.runqueue`)."""
         moved = await self.scripts.promote(
             keys=[self.keys.delayed, self.keys.stream], args=[int(time.time() * 1000), 500]
         )
+        now = time.monotonic()
+        if now - self._admitted_at >= _ADMIT_INTERVAL:
+            self._admitted_at = now
+            await self.run_queue.admit()
         return int(moved)
+
+    async def claim_idempotency_key(self, key: str, run_id: str) -> str:
+        """Remember ``run_id`` under ``key`` unless a run was submitted under it already; the
+        run id that owns the key. Atomic (``SET NX``); the key expires with the retention
+        (``ttl``), counted from the first submission."""
+        _check_idempotency_key(key)
+        name = self.keys.idempotency(key)
+        if await self.client.set(name, run_id, nx=True, ex=max(self.ttl, 1)):
+            return run_id
+        owner = await self.client.get(name)
+        return run_id if owner is None else str(owner)
 
     async def set_status(
         self,
@@ -429,6 +454,19 @@ def _hand_off(handoff: Handoff, reply: list[Any]) -> None:
         if status:
             moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
             handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")
+
+
+def _input_field(item: WorkItem) -> tuple[str, str]:
+    """The run record's field for its input: the JSON if short enough, else its size."""
+    from floxide.redis.overview import INPUT_LIMIT
+
+    text = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False)
+    return ("input", text) if len(text) <= INPUT_LIMIT else ("input_size", str(len(text)))
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not key or len(key) > 200 or not key.isprintable() or any(c.isspace() for c in key):
+        raise FloxideError(f"idempotency key {key!r:.60} must be 1-200 printable characters without spaces")
 
 
 def _check_id(run_id: str) -> None:

@@ -2,9 +2,9 @@
 
 Every key of a run lives under its workflow's hash tag (:mod:`floxide.redis.keys`), so a
 run id alone does not say where the run is. ``RedisBackend.start_run`` records each run in
-one hash, :data:`INDEX`, field ``<namespace>/<run id>``, value the workflow's name (run ids
-are unique per workflow; two namespaces never collide). ``floxide status RUN`` and its
-siblings look runs up here.
+its namespace's hash :attr:`~floxide.redis.keys.NamespaceKeys.run_index`, field the run id,
+value the workflow's name (run ids are unique per workflow; each namespace has its own index,
+under its own key prefix). ``floxide status RUN`` and its siblings look runs up here.
 
 The index is a hint, never the truth:
 
@@ -15,21 +15,18 @@ The index is a hint, never the truth:
 * two workflows of one namespace may both have a run with the same id.
 
 :meth:`RunIndex.locate` therefore checks the run still exists and otherwise probes every
-workflow of the namespace (:data:`~floxide.redis.keys.REGISTRY`), repairing the index.
+workflow of the namespace (:attr:`~floxide.redis.keys.NamespaceKeys.workflows`), repairing the index.
 """
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from floxide.errors import FloxideError, NotStarted
-from floxide.redis.keys import REGISTRY, KeySpace
+from floxide.redis.clients import Client
+from floxide.redis.keys import KeySpace, NamespaceKeys
 
-__all__ = ["INDEX", "UNAVAILABLE", "AmbiguousRun", "RedisUnavailable", "RunIndex", "record_run"]
-
-INDEX = "floxide:run-index"
-"""Hash ``<namespace>/<run id>`` -> workflow name, written when a run starts (see above)."""
+__all__ = ["UNAVAILABLE", "AmbiguousRun", "RedisUnavailable", "RunIndex", "record_run"]
 
 
 UNAVAILABLE: tuple[type[Exception], ...] = (RedisError, OSError)
@@ -45,17 +42,18 @@ class AmbiguousRun(FloxideError):
     """Several workflows of the namespace have a run with this id: name the workflow."""
 
 
-async def record_run(client: Redis, keys: KeySpace, run_id: str) -> None:
+async def record_run(client: Client, keys: KeySpace, run_id: str) -> None:
     """Remember that ``run_id`` is a run of ``keys``' workflow (called by ``start_run``)."""
-    await client.hset(INDEX, f"{keys.namespace}/{run_id}", keys.workflow)
+    await client.hset(keys.shared.run_index, run_id, keys.workflow)
 
 
 class RunIndex:
     """Look runs and workflows up across one namespace of a Redis."""
 
-    def __init__(self, client: Redis, namespace: str) -> None:
+    def __init__(self, client: Client, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
+        self.keys = NamespaceKeys(namespace)
         self._cursor = 0
 
     async def ping(self, where: str) -> None:
@@ -67,17 +65,15 @@ class RunIndex:
 
     async def workflows(self) -> list[str]:
         """The names of the namespace's workflows (those a worker or a run registered)."""
-        prefix = f"{self.namespace}/"
-        members = [str(m) for m in await self.client.smembers(REGISTRY)]
-        return sorted(m[len(prefix) :] for m in members if m.startswith(prefix))
+        return sorted(str(m) for m in await self.client.smembers(self.keys.workflows))
 
     async def locate(self, run_id: str) -> str:
         """The workflow of ``run_id``.
 
         :class:`NotStarted` if no workflow of the namespace has it, :class:`AmbiguousRun` if several do.
         """
-        field = f"{self.namespace}/{run_id}"
-        hinted = await self.client.hget(INDEX, field)
+        index, field = self.keys.run_index, run_id
+        hinted = await self.client.hget(index, field)
         if hinted and await self.client.exists(KeySpace(self.namespace, str(hinted)).run(run_id).info):
             return str(hinted)
         names = await self.workflows()
@@ -87,14 +83,14 @@ class RunIndex:
             found = [name for name, exists in zip(names, await pipe.execute(), strict=True) if exists]
         if not found:
             if hinted:
-                await self.client.hdel(INDEX, field)
+                await self.client.hdel(index, field)
             where = f" in namespace '{self.namespace}'"
             raise NotStarted(f"run '{run_id}' does not exist{where} (or has expired)")
         if len(found) > 1:
             raise AmbiguousRun(
                 f"run '{run_id}' exists in several workflows ({', '.join(found)}); choose one with --workflow"
             )
-        await self.client.hset(INDEX, field, found[0])
+        await self.client.hset(index, field, found[0])
         return found[0]
 
     async def prune(self, workflow: str, *, batch: int = 500) -> int:
@@ -102,11 +98,8 @@ class RunIndex:
 
         Call it periodically: each call scans the next ``batch`` entries of the namespace.
         """
-        cursor, entries = await self.client.hscan(
-            INDEX, self._cursor, match=f"{_escape(self.namespace)}/*", count=batch
-        )
+        cursor, entries = await self.client.hscan(self.keys.run_index, self._cursor, count=batch)
         self._cursor = int(cursor)
-        prefix = len(self.namespace) + 1
         assert isinstance(entries, dict)
         mine = [str(field) for field, name in entries.items() if name == workflow]
         if not mine:
@@ -114,16 +107,12 @@ class RunIndex:
         keys = KeySpace(self.namespace, workflow)
         async with self.client.pipeline(transaction=False) as pipe:
             for field in mine:
-                pipe.exists(keys.run(field[prefix:]).info)
+                pipe.exists(keys.run(field).info)
             alive = await pipe.execute()
         gone = [field for field, exists in zip(mine, alive, strict=True) if not exists]
         if gone:
-            await self.client.hdel(INDEX, *gone)
+            await self.client.hdel(self.keys.run_index, *gone)
         return len(gone)
-
-
-def _escape(pattern: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in pattern)
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,6 +4,10 @@ All keys of one workflow share the Redis Cluster hash tag ``{wf:<namespace>/<wor
 so the multi-key Lua scripts stay legal on a cluster while workflows spread over shards,
 and two namespaces never collide. Run keys expire with the run (``ttl``); the work stream
 is trimmed only below what every consumer has acknowledged.
+
+Every key of a namespace, including the two it shares among its workflows (:class:`NamespaceKeys`),
+starts with ``fx:{wf:<namespace>/``: one glob (:func:`namespace_pattern`) covers a namespace's
+keys and nothing of another's, so a Redis ACL user can be limited to one namespace.
 """
 
 from __future__ import annotations
@@ -11,13 +15,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["GROUP", "REGISTRY", "KeySpace", "RunKeys"]
+__all__ = ["GROUP", "KeySpace", "NamespaceKeys", "RunKeys", "namespace_pattern"]
 
 GROUP = "floxide-workers"
 """The consumer group every worker of a workflow reads the stream with."""
 
-REGISTRY = "floxide:workflows"
-"""A set of ``<namespace>/<workflow>`` known to this Redis (for listing across workflows)."""
+
+def namespace_pattern(namespace: str) -> str:
+    """The glob matching every key of ``namespace`` and no key of another namespace (for ACLs)."""
+    escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in namespace)
+    return f"fx:{{wf:{escaped}/*"
+
+
+@dataclass(frozen=True)
+class NamespaceKeys:
+    """The keys one namespace's workflows share (under the hash tag ``{wf:<namespace>/}``)."""
+
+    namespace: str
+
+    @cached_property
+    def base(self) -> str:
+        return f"fx:{{wf:{self.namespace}/}}"
+
+    @property
+    def workflows(self) -> str:
+        """Set of the namespace's workflow names known to this Redis (for listing across workflows)."""
+        return f"{self.base}:workflows"
+
+    @property
+    def run_index(self) -> str:
+        """Hash run id -> workflow name (see :mod:`floxide.redis.index`)."""
+        return f"{self.base}:run-index"
 
 
 @dataclass(frozen=True)
@@ -70,6 +98,35 @@ class KeySpace:
     def graph(self) -> str:
         """The workflow's graph metadata (JSON), published by workers."""
         return f"{self.base}:graph"
+
+    @property
+    def shared(self) -> NamespaceKeys:
+        """The keys the workflow shares with the other workflows of its namespace."""
+        return NamespaceKeys(self.namespace)
+
+    @property
+    def limits(self) -> str:
+        """Hash of the workflow's run limits (``max_active_runs``), see :mod:`floxide.redis.runqueue`."""
+        return f"{self.base}:limits"
+
+    @property
+    def active(self) -> str:
+        """Set of the ids of runs admitted under the run limit (pruned of finished runs on admission)."""
+        return f"{self.base}:active"
+
+    @property
+    def queued(self) -> str:
+        """Sorted set of the ids of runs waiting for a slot, scored by submission order."""
+        return f"{self.base}:queued"
+
+    @property
+    def queue_seq(self) -> str:
+        """Counter giving each queued run its place in :attr:`queued`."""
+        return f"{self.base}:qseq"
+
+    def idempotency(self, key: str) -> str:
+        """The run id submitted under an idempotency key (expires with the workflow's retention)."""
+        return f"{self.base}:idem:{key}"
 
     def run(self, run_id: str) -> RunKeys:
         """The keys of one run."""

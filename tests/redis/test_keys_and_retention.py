@@ -18,6 +18,7 @@ Cases:
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 from typing import Annotated
 
@@ -37,8 +38,7 @@ from floxide.distributed import (
     start_run,
 )
 from floxide.redis import RedisBackend
-from floxide.redis.index import INDEX
-from floxide.redis.keys import REGISTRY
+from floxide.redis.keys import NamespaceKeys, namespace_pattern
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -131,9 +131,12 @@ async def test_every_key_of_a_workflow_shares_its_hash_tag(redis: Redis) -> None
     assert (await backend.runs.get("bad")).status is RunStatus.FAILED  # type: ignore[union-attr]
 
     keys = [key async for key in redis.scan_iter(count=1000)]
-    tagged = [k for k in keys if k not in (REGISTRY, INDEX)]
-    assert set(keys) - set(tagged) == {REGISTRY, INDEX}  # one each per Redis, single-key commands only
-    assert await redis.smembers(REGISTRY) == {"tests/bag"}
+    shared = NamespaceKeys("tests")
+    tagged = [k for k in keys if k not in (shared.workflows, shared.run_index)]
+    # one each per namespace, single-key commands only
+    assert set(keys) - set(tagged) == {shared.workflows, shared.run_index}
+    assert all(fnmatch.fnmatchcase(k, namespace_pattern("tests")) for k in keys)  # one ACL pattern
+    assert await redis.smembers(shared.workflows) == {"bag"}
     tags = {key[key.index("{") + 1 : key.index("}")] for key in tagged}
     assert tags == {"wf:tests/bag"}
     assert len({key_slot(k.encode()) for k in tagged}) == 1
@@ -156,7 +159,7 @@ async def test_namespaces_never_collide(redis: Redis) -> None:
     assert (await two.runs.get("same")).output == [10, 11, 12]  # type: ignore[union-attr]
     assert (await one.contexts.get("same"))["log"] == ["b1", "b2", "b3"]  # type: ignore[index]
     tags = {k[k.index("{") + 1 : k.index("}")] async for k in redis.scan_iter(match="*{*")}
-    assert tags == {"wf:one/bag", "wf:two/bag"}
+    assert tags == {"wf:one/bag", "wf:two/bag", "wf:one/", "wf:two/"}  # the workflows', the namespaces'
 
 
 # -- expiry ------------------------------------------------------------------------------------------

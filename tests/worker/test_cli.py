@@ -28,8 +28,7 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
-from floxide.redis.index import INDEX
-from floxide.redis.keys import KeySpace
+from floxide.redis.keys import KeySpace, NamespaceKeys
 from tests.worker.helpers import FLOWS, Proc, child_env, floxide, free_port, wait_until, worker_args
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -209,9 +208,10 @@ def test_finding_runs(cli: Any, redis_client: sync_redis.Redis) -> None:
     )
     wrong = cli("status", "f-1", "--workflow", "gate")
     assert wrong.returncode == 2 and "does not exist in workflow 'gate'" in wrong.stderr
-    redis_client.hdel(INDEX, f"{NAMESPACE}/f-1")
+    index = NamespaceKeys(NAMESPACE).run_index
+    redis_client.hdel(index, "f-1")
     assert status(cli, "f-1")["workflow"] == "countdown"  # found without the index
-    assert redis_client.hget(INDEX, f"{NAMESPACE}/f-1") == "countdown"  # and the index repaired
+    assert redis_client.hget(index, "f-1") == "countdown"  # and the index repaired
     marker = Path(__file__)  # exists: the gate opens
     assert (
         cli(
@@ -219,7 +219,7 @@ def test_finding_runs(cli: Any, redis_client: sync_redis.Redis) -> None:
         ).returncode
         == 0
     )
-    redis_client.hdel(INDEX, f"{NAMESPACE}/f-1")
+    redis_client.hdel(index, "f-1")
     shared = cli("status", "f-1")
     assert (shared.returncode, shared.stderr) == (
         1, "error: run 'f-1' exists in several workflows (countdown, gate); choose one with --workflow\n",

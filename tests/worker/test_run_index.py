@@ -19,15 +19,19 @@ from examples.countdown import workflow as countdown
 from floxide.distributed import start_run
 from floxide.errors import NotStarted
 from floxide.redis import RedisBackend
-from floxide.redis.index import INDEX, RunIndex
+from floxide.redis.index import RunIndex
+from floxide.redis.keys import NamespaceKeys
 
 pytestmark = pytest.mark.redis
+
+INDEX_A = NamespaceKeys("idx-a").run_index
+INDEX_P = NamespaceKeys("idx-p").run_index
 
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
-    await client.delete(INDEX)
+    await client.delete(INDEX_A, INDEX_P)
     yield client
     await client.aclose()
 
@@ -36,12 +40,12 @@ async def test_locate_and_repair(client: Redis) -> None:
     ours = RedisBackend(client, "countdown", namespace="idx-a")
     theirs = RedisBackend(client, "countdown", namespace="idx-b")
     await start_run(countdown, ours, {"steps": 1}, run_id="r1")  # type: ignore[arg-type]
-    assert await client.hget(INDEX, "idx-a/r1") == "countdown"
+    assert await client.hget(INDEX_A, "r1") == "countdown"
     index = RunIndex(client, "idx-a")
     assert await index.locate("r1") == "countdown"
-    await client.hdel(INDEX, "idx-a/r1")
+    await client.hdel(INDEX_A, "r1")
     assert await index.locate("r1") == "countdown"
-    assert await client.hget(INDEX, "idx-a/r1") == "countdown"
+    assert await client.hget(INDEX_A, "r1") == "countdown"
     with pytest.raises(NotStarted, match="run 'r1' does not exist in namespace 'idx-b'"):
         await RunIndex(client, "idx-b").locate("r1")
     assert theirs.keys.namespace == "idx-b"
@@ -60,7 +64,7 @@ async def test_prune_drops_only_expired_runs_of_its_workflow(client: Redis) -> N
     for _ in range(5):  # HSCAN may need a few calls
         removed += await index.prune("countdown")
     assert removed == 2
-    assert sorted(await client.hkeys(INDEX)) == ["idx-p/b", "idx-p/x"]
+    assert sorted(await client.hkeys(INDEX_P)) == ["b", "x"]
     with pytest.raises(NotStarted):
         await index.locate("x")
-    assert await client.hkeys(INDEX) == ["idx-p/b"]
+    assert await client.hkeys(INDEX_P) == ["b"]
