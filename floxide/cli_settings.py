@@ -106,10 +106,12 @@ def redis_settings(url: str | None) -> RedisSettings:
 def _url_problem(settings: RedisSettings) -> str:
     """What is wrong with ``settings.url`` (``""``: nothing)."""
     url = settings.url
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return "a Redis URL starts with redis://, rediss:// (TLS) or unix://"
-    if any(c.isspace() for c in url):
-        return "a Redis URL has no spaces"
+    try:  # the scheme, and a cluster's or Sentinel's hosts, master name and options
+        topology = settings.topology()
+    except ValueError as exc:
+        return str(exc)
+    if topology.mode != "standalone":
+        return ""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
@@ -121,7 +123,7 @@ def _url_problem(settings: RedisSettings) -> str:
     if parts.scheme != "unix" and database and not database.isdigit():
         return "the path of a Redis URL is the database number: redis://host:6379/0"
     try:  # redis-py's own parsing: query options and their values (it connects only when used)
-        pool = settings.client().connection_pool
+        pool = settings.client().connection_pool  # type: ignore[union-attr]  # (standalone: a Redis)
         pool.connection_class(**pool.connection_kwargs)
     except TypeError as exc:  # an option redis-py does not know
         return f"unknown option {str(exc).rpartition(' argument ')[2]} in the URL's query"

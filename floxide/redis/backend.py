@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import BaseModel
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -86,7 +87,8 @@ class RedisBackend:
         errors_kept: int = 200,
         dead_letters_kept: int = 10_000,
     ) -> None:
-        self.client = client
+        # A RedisCluster has the same command methods; typed as one client kind for the stores.
+        self.client = cast(Redis, client)
         self.workflow = workflow
         self.keys = KeySpace(namespace, workflow)
         self.layout = ContextLayout(context_type)

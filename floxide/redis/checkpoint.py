@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from floxide.checkpoint import Checkpoint
+from floxide.redis.clients import Client
 
 __all__ = ["RedisCheckpointStore"]
 
@@ -12,7 +11,7 @@ __all__ = ["RedisCheckpointStore"]
 class RedisCheckpointStore:
     """Saves each checkpoint as JSON under ``<prefix>:checkpoint:<run_id>``; ``ttl`` in seconds."""
 
-    def __init__(self, client: Redis, *, prefix: str = "floxide", ttl: float | None = None) -> None:
+    def __init__(self, client: Client, *, prefix: str = "floxide", ttl: float | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl = None if ttl is None else int(ttl)

@@ -9,11 +9,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisDisconnected
+
+from floxide.redis.clients import Client, Mode, Topology, build_client, topology
 
 __all__ = ["RedisSettings"]
 
@@ -43,7 +44,27 @@ class RedisSettings(BaseSettings):
         "one (up to socket_timeout) instead of failing.",
     )
 
-    def client(self, *, block: float = 0.0) -> Redis:
+    mode: Mode | None = Field(
+        None,
+        description="standalone, cluster (Redis Cluster) or sentinel (a Sentinel-managed primary); "
+        "unset: from the URL's scheme (redis+cluster://, redis+sentinel://).",
+    )
+    sentinels: str = Field(
+        "", description="Sentinels as host:port,host:port (mode sentinel); unset: the URL's hosts."
+    )
+    master_name: str = Field("", description="The primary's name at the sentinels; unset: the URL's path.")
+    sentinel_password: SecretStr | None = Field(None, description="Password of the sentinels themselves.")
+    wait_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Replicas that must acknowledge each commit (WAIT) before it returns; unset: the URL's "
+        "wait_replicas option, else 0. See docs/operations.md for what it does not guarantee.",
+    )
+    wait_timeout_ms: int | None = Field(
+        None, ge=0, description="Longest wait for those replicas (milliseconds); unset: the URL's, else 1000."
+    )
+
+    def client(self, *, block: float = 0.0) -> Client:
         """A client; ``block`` is the longest blocking read it will do (kept below the socket timeout)."""
         options: dict[str, object] = {
             "socket_timeout": self.socket_timeout + block,
@@ -61,16 +82,17 @@ class RedisSettings(BaseSettings):
         if self.password is not None:
             options["password"] = self.password.get_secret_value()
             url = _without_password(url)  # redis-py lets a password in the URL win over the option
-        if self.url.startswith("rediss://"):
+        if self.url.startswith("rediss"):  # rediss://, rediss+cluster://, rediss+sentinel://
             if self.tls_ca_file:
                 options["ssl_ca_certs"] = self.tls_ca_file
             if self.tls_insecure:
                 options["ssl_cert_reqs"] = "none"
-        # Many concurrent callers (an operator's timers, a worker's steps) wait for a free
-        # connection; redis-py's default pool would fail them ("Too many connections").
-        client = Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
-        client.auto_close_connection_pool = True  # as Redis.from_url does: aclose() closes the pool
-        return client
+        return build_client(self, url, options)
+
+    def topology(self) -> Topology:
+        """Where Redis is (one server, a cluster, Sentinel) and the commits' replica wait;
+        :class:`ValueError` saying what is wrong with the URL or settings."""
+        return topology(self)
 
 
 def _without_password(url: str) -> str:

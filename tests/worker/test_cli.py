@@ -238,8 +238,8 @@ def test_redis_problems(cli: Any) -> None:
     bad = cli("runs", "--redis", "localhost:6379")
     assert (bad.returncode, bad.stderr) == (
         2,
-        "error: bad --redis: a Redis URL starts with redis://, rediss:// (TLS) or unix:// "
-        "(got 'localhost:6379')\n",
+        "error: bad --redis: a Redis URL starts with redis://, rediss:// (TLS), unix://, redis+cluster:// "
+        "or redis+sentinel:// (rediss+... for TLS) (got 'localhost:6379')\n",
     )
 
 
