@@ -45,6 +45,7 @@ from floxide.cli_session import (
     fail_command,
     in_background,
     input_or_exit,
+    limit_or_exit,
     load_or_exit,
     print_outcome,
     run_command,
@@ -129,7 +130,8 @@ def submit(
     """Start a run for the workers of its workflow; print its id (with --wait: its output)."""
     workflow = load_or_exit(target, verbose)
     settings, ns = settings_or_exit(redis, namespace, verbose)
-    value = input_or_exit(workflow, input, verbose)
+    limit = limit_or_exit(verbose)
+    value = input_or_exit(workflow, input, verbose, limit=limit)
     run_id = run_id_or_exit(run_id, verbose)
 
     started: list[str] = []
@@ -139,7 +141,7 @@ def submit(
 
         async with connect(settings, ns) as session:
             backend = session.backend(serve_as or workflow.name, context_type=workflow.context_type)
-            orchestrator = DistributedOrchestrator(workflow, backend)
+            orchestrator = DistributedOrchestrator(workflow, backend, max_payload_bytes=limit)
             started.append(await orchestrator.start_run(value, run_id=run_id))
             if not wait:
                 return None

@@ -16,6 +16,7 @@ from floxide.cli_session import (
     fail_command,
     in_background,
     input_or_exit,
+    limit_or_exit,
     live_workers,
     load_or_exit,
     print_outcome,
@@ -60,7 +61,8 @@ def run_distributed(
         fail_command(CliError(f"bad --workers: must be 0 or more (got {count})"), code=2, verbose=verbose)
     workflow = load_or_exit(target, verbose)
     settings, ns = settings_or_exit(redis, None, verbose)
-    value = input_or_exit(workflow, input, verbose)
+    limit = limit_or_exit(verbose)
+    value = input_or_exit(workflow, input, verbose, limit=limit)
     run_id = run_id_or_exit(run_id, verbose)
     reporter = ProgressReporter(workflow.name)
     started: list[str] = []
@@ -70,7 +72,7 @@ def run_distributed(
 
         async with connect(settings, ns) as session:
             backend = session.backend(workflow.name, context_type=workflow.context_type)
-            orchestrator = DistributedOrchestrator(workflow, backend)
+            orchestrator = DistributedOrchestrator(workflow, backend, max_payload_bytes=limit)
             hint = worker_hint(target, ns)
             if count == 0 and not await live_workers(backend):
                 raise CliError(

@@ -1,7 +1,8 @@
 """What every distributed ``floxide`` command shares: its settings, its session on Redis, its errors.
 
-* :func:`settings_or_exit`, :func:`load_or_exit`, :func:`input_or_exit`: the command's
-  settings, workflow and input, or a one-line error with exit status 2;
+* :func:`settings_or_exit`, :func:`load_or_exit`, :func:`limit_or_exit`, :func:`input_or_exit`:
+  the command's settings, workflow, size limit and input, or a one-line error with exit status 2
+  (an input over ``FLOXIDE_MAX_PAYLOAD_BYTES`` too);
 * :func:`connect`: a :class:`Session` on Redis (which must answer a PING first);
 * :func:`live_workers` and :func:`warn_without_workers`: the workers serving a workflow, and a
   watch that says on stderr when none does (a run waiting for a worker that never comes);
@@ -24,11 +25,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from floxide import cli_output as output
 from floxide.cli import CliError, load_workflow, read_input
-from floxide.cli_settings import namespace_setting, redis_settings, run_id_setting, safe_url
+from floxide.cli_settings import load_settings, namespace_setting, redis_settings, run_id_setting, safe_url
 from floxide.distributed.models import RunInfo, RunStatus, WorkerHealth, WorkerStatus
+from floxide.distributed.payloads import PayloadSettings, check_payload
 from floxide.errors import FloxideError, InputError, NotStarted
 
 if TYPE_CHECKING:
@@ -41,6 +44,7 @@ __all__ = [
     "connect",
     "fail_command",
     "input_or_exit",
+    "limit_or_exit",
     "live_workers",
     "load_or_exit",
     "print_outcome",
@@ -182,9 +186,22 @@ def load_or_exit(target: str, verbose: bool) -> Workflow[Any, Any]:
         fail_command(exc, code=exc.code, verbose=verbose)
 
 
-def input_or_exit(workflow: Workflow[Any, Any], text: str | None, verbose: bool) -> Any:
+def limit_or_exit(verbose: bool) -> int:
+    """``FLOXIDE_MAX_PAYLOAD_BYTES``: the largest input a run may have (bytes of JSON)."""
     try:
-        return workflow.validate_input(read_input(text))
+        return load_settings(PayloadSettings, {}).max_payload_bytes
+    except CliError as exc:
+        fail_command(exc, code=exc.code, verbose=verbose)
+
+
+def input_or_exit(
+    workflow: Workflow[Any, Any], text: str | None, verbose: bool, *, limit: int | None = None
+) -> Any:
+    """The validated input; over ``limit`` bytes (its JSON) it is refused, naming size and limit."""
+    try:
+        value = workflow.validate_input(read_input(text))
+        check_payload(to_jsonable_python(value), what="the input", limit=limit)
+        return value
     except CliError as exc:
         fail_command(exc, code=exc.code, verbose=verbose)
     except InputError as exc:

@@ -23,6 +23,7 @@ __all__ = [
     "NodeFailed",
     "NodeTimeout",
     "NotStarted",
+    "PayloadTooLarge",
     "PermanentError",
     "RetryableError",
     "StepLimitExceeded",
@@ -40,6 +41,15 @@ class GraphError(FloxideError):
 
 class InputError(FloxideError):
     """A value does not match the type a node expects; the message names the field."""
+
+
+class PayloadTooLarge(InputError):
+    """A value of a distributed run is over the size limit; ``size`` and ``limit`` are in bytes."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class MergeError(FloxideError):

@@ -135,6 +135,7 @@ class WorkerProcess:
             block=BLOCK,
             drain_grace=s.worker.drain_seconds,
             hooks=[StepContext(), self.metrics],
+            max_payload_bytes=s.payloads.max_payload_bytes,
         )
         if self._stopping.is_set():
             self.worker.stop()

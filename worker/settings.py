@@ -16,6 +16,7 @@ worker.lease_seconds        ``FLOXIDE_WORKER_LEASE_SECONDS``  30
 worker.drain_seconds        ``FLOXIDE_WORKER_DRAIN_SECONDS``  25
 worker.serve_as             ``FLOXIDE_WORKER_SERVE_AS``       the workflow's name
 queue.run_ttl_seconds       ``FLOXIDE_QUEUE_RUN_TTL_SECONDS`` 604800 (7 days)
+payloads.max_payload_bytes  ``FLOXIDE_MAX_PAYLOAD_BYTES``     1048576 (1 MiB)
 logging.format              ``FLOXIDE_LOG_FORMAT``            ``text``
 logging.level               ``FLOXIDE_LOG_LEVEL``             ``INFO``
 ==========================  ================================  ==========
@@ -26,13 +27,14 @@ logging.level               ``FLOXIDE_LOG_LEVEL``             ``INFO``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from floxide.cli_settings import load_settings, namespace_setting, redis_settings
+from floxide.distributed.payloads import PayloadSettings
 from floxide.redis import RedisSettings
 
 __all__ = ["LogSettings", "QueueSettings", "Settings", "WorkerOptions", "load"]
@@ -132,6 +134,7 @@ class Settings:
     worker: WorkerOptions
     queue: QueueSettings
     logging: LogSettings
+    payloads: PayloadSettings = field(default_factory=PayloadSettings.model_construct)
 
 
 def load(
@@ -167,4 +170,5 @@ def load(
         logging=load_settings(
             LogSettings, {"format": ("--log-format", log_format), "level": ("--log-level", log_level)}
         ),
+        payloads=load_settings(PayloadSettings, {}),
     )

@@ -24,8 +24,9 @@ from pydantic_core import to_jsonable_python
 
 from floxide.context import CancelToken, WorkflowCtx
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
+from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_commit, check_payload
 from floxide.distributed.protocols import FENCED, Backend, Commit, Handoff, StepInput
-from floxide.errors import FloxideError
+from floxide.errors import FloxideError, PayloadTooLarge
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
 from floxide.workitem import WorkItem
@@ -52,8 +53,13 @@ async def start_run(
     run_id: str | None = None,
     context: Any = None,
     deadline_seconds: float | None = None,
+    max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> str:
-    """Seed a run: validate ``input``, store the context and the first item. Idempotent per run id."""
+    """Seed a run: validate ``input``, store the context and the first item. Idempotent per run id.
+
+    An input or context field over ``max_payload_bytes`` (``None``: no limit) raises
+    :class:`~floxide.errors.PayloadTooLarge` and stores nothing.
+    """
     value = workflow.validate_input(input)
     store = context if context is not None else workflow.new_context()
     seconds = deadline_seconds if deadline_seconds is not None else workflow.timeout
@@ -64,6 +70,7 @@ async def start_run(
         run_id=run_id,
         context=workflow.dump_context(store),
         deadline_seconds=seconds,
+        max_payload_bytes=max_payload_bytes,
     )
 
 
@@ -75,13 +82,18 @@ async def seed_run(
     run_id: str | None = None,
     context: dict[str, Any] | None = None,
     deadline_seconds: float | None = None,
+    max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> str:
     """Seed a run without the workflow's code (the operator does this): ``payload`` is JSON.
 
     The first worker validates the payload as the start node's input (a mismatch fails the
     run, naming the field) and, with ``context=None``, stores the context model's defaults.
-    Idempotent per run id.
+    Idempotent per run id. A payload or context field over ``max_payload_bytes`` raises
+    :class:`~floxide.errors.PayloadTooLarge` before anything is stored.
     """
+    check_payload(payload, what="the run's input", limit=max_payload_bytes)
+    for name, field in (context or {}).items():
+        check_payload(field, what=f"context field '{name}'", limit=max_payload_bytes)
     run_id = run_id or uuid.uuid4().hex
     info = RunInfo(
         run_id=run_id,
@@ -137,11 +149,15 @@ async def process_claim(
     cancel_token: CancelToken | None = None,
     state: StepInput | None = None,
     handoff: Handoff | None = None,
+    max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> StepResult:
     """Run one claimed item to its outcome and hand that to the backend.
 
     ``state`` is the item's run status and context if the caller read it already; with
     ``handoff``, a successful commit also claims the next item (see :class:`Handoff`).
+    A step whose outputs, successor inputs or changed context fields are over
+    ``max_payload_bytes`` fails permanently (:class:`~floxide.errors.PayloadTooLarge`):
+    none of its commit is written.
     """
     item = claim.item
     if state is None:
@@ -186,6 +202,11 @@ async def process_claim(
         error = _record(item, outcome.error, permanent=True)
         return _unless_fenced(claim, await backend.fail(claim, error), "failed")
     plan = plan_commit(item, outcome, seconds, frame_joins=spec.frame_joins)
+    try:
+        check_commit(plan, context=step_ctx.store, limit=max_payload_bytes)
+    except PayloadTooLarge as exc:
+        error = _record(item, exc, permanent=True)
+        return _unless_fenced(claim, await backend.fail(claim, error), "failed")
     result = await backend.commit(claim, plan, handoff=handoff)
     return _unless_fenced(claim, result, "committed" if result == "ok" else result)
 

@@ -17,6 +17,7 @@ from floxide.distributed.models import (
     WorkItemState,
     utcnow,
 )
+from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from floxide.distributed.protocols import Backend
 from floxide.errors import AlreadyCompleted, FloxideError, NotStarted
 from floxide.errors import Timeout as RunTimeout
@@ -31,9 +32,17 @@ __all__ = ["DistributedOrchestrator"]
 class DistributedOrchestrator:
     """Controls runs of ``workflow`` stored in ``backend``; workers do the work."""
 
-    def __init__(self, workflow: Workflow[Any, Any], backend: Backend) -> None:
+    def __init__(
+        self,
+        workflow: Workflow[Any, Any],
+        backend: Backend,
+        *,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
         self.workflow = workflow
         self.backend = backend
+        self.max_payload_bytes = max_payload_bytes
+        """Largest input (bytes of JSON) :meth:`start_run` accepts; ``None``: no limit."""
 
     async def start_run(
         self,
@@ -51,6 +60,7 @@ class DistributedOrchestrator:
             run_id=run_id,
             context=context,
             deadline_seconds=deadline_seconds,
+            max_payload_bytes=self.max_payload_bytes,
         )
 
     async def status(self, run_id: str) -> RunStatus:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from floxide.context import CancelToken
 from floxide.distributed.execution import StepResult, process_claim
 from floxide.distributed.models import Claim, RunStatus, WorkerHealth, WorkerStatus, utcnow
+from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from floxide.distributed.protocols import Backend, Handoff, StepInput
 from floxide.retry import RetryPolicy
 
@@ -81,6 +82,7 @@ class DistributedWorker:
         control_interval: float = 0.5,
         drain_grace: float = 25.0,
         hooks: Sequence[WorkerHooks] = (),
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -95,6 +97,7 @@ class DistributedWorker:
         self.control_interval = control_interval
         self.drain_grace = drain_grace
         self.hooks = tuple(hooks)
+        self.max_payload_bytes = max_payload_bytes
         self.processed = 0
         self.errors = 0
         self.started_at = utcnow()
@@ -291,6 +294,7 @@ class DistributedWorker:
                 cancel_token=token,
                 state=state,
                 handoff=handoff,
+                max_payload_bytes=self.max_payload_bytes,
             )
         except asyncio.CancelledError:
             if not token.is_set:
