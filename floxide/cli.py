@@ -70,7 +70,14 @@ app = typer.Typer(
 # ``main()`` imports each one and calls ``register`` before parsing the command line; a
 # module whose optional dependencies are not installed (an extra) is skipped.
 
-EXTENSIONS: tuple[str, ...] = ("floxide.cli_distributed", "floxide_worker.cli", "floxide_operator.cli")
+EXTENSIONS: tuple[str, ...] = (
+    "floxide.cli_distributed",
+    "floxide.cli_ui",
+    "floxide.cli_graph",
+    "floxide.cli_runlimit",
+    "floxide_worker.cli",
+    "floxide_operator.cli",
+)
 """Import paths of the modules that register more commands on :data:`app`."""
 
 _registered: set[str] = set()

@@ -39,6 +39,7 @@ from rich.table import Table
 from floxide import cli as local
 from floxide import cli_output as output
 from floxide.cli import CliError
+from floxide.cli_runlimit import run_queue_details
 from floxide.cli_session import (
     Session,
     connect,
@@ -109,6 +110,15 @@ def submit(
         str | None, typer.Option("--input", "-i", help="The input as JSON, @file.json or @-.")
     ] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="The run's id (default: a new one).")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Submit at most once under this key: a repeated submit prints the first run's id "
+            "(remembered for the retention time).",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run; print its output as JSON.")] = False,
     timeout: Annotated[
         float | None,
@@ -142,7 +152,8 @@ def submit(
         async with connect(settings, ns) as session:
             backend = session.backend(serve_as or workflow.name, context_type=workflow.context_type)
             orchestrator = DistributedOrchestrator(workflow, backend, max_payload_bytes=limit)
-            started.append(await orchestrator.start_run(value, run_id=run_id))
+            key = idempotency_key
+            started.append(await orchestrator.start_run(value, run_id=run_id, idempotency_key=key))
             if not wait:
                 return None
             sys.stderr.write(f"floxide: submitted run {started[0]}\n")
@@ -179,10 +190,12 @@ def status(
                 raise NotStarted(
                     f"run '{run}' does not exist in workflow '{backend.workflow}' (or has expired)"
                 )
+            queue.update(await run_queue_details(backend, info))
             return info, await backend.metrics.get(run)
 
+    queue: dict[str, Any] = {}
     info, metrics = run_command(go(), verbose=verbose)
-    data = output.status_data(ns, info, metrics)
+    data = {**output.status_data(ns, info, metrics), **queue}
     output.emit(data, as_json=as_json, render=lambda: output.status_view(data, info))
 
 

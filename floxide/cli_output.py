@@ -98,6 +98,9 @@ def status_view(data: dict[str, Any], info: RunInfo) -> RenderableType:
         if info.finished_at
         else "finished: -",
     ]
+    if data.get("max_active_runs") is not None:
+        place = f"#{data['queue_position']} in line; " if data.get("queue_position") else ""
+        lines.append(f"runs:     {place}{data['active_runs']}/{data['max_active_runs']} active")
     if info.has_output:
         lines.append(f"output:   {json_text(info.output)}")
     if info.error:

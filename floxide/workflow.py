@@ -260,12 +260,21 @@ class Workflow(Generic[I, O]):
     # -- distributed runs ----------------------------------------------------------------------
 
     async def start_distributed(
-        self, backend: Backend, input: I, *, run_id: str | None = None, context: Any = None
+        self,
+        backend: Backend,
+        input: I,
+        *,
+        run_id: str | None = None,
+        context: Any = None,
+        idempotency_key: str | None = None,
     ) -> str:
-        """Seed a distributed run in ``backend`` (idempotent per ``run_id``); returns the run id."""
+        """Seed a distributed run in ``backend``; returns the run id. Idempotent per ``run_id``
+        and per ``idempotency_key`` (a second call under a key returns the first run's id)."""
         from floxide.distributed.execution import start_run
 
-        return await start_run(self, backend, input, run_id=run_id, context=context)
+        return await start_run(
+            self, backend, input, run_id=run_id, context=context, idempotency_key=idempotency_key
+        )
 
     async def step_distributed(self, backend: Backend, worker_id: str, *, block: float = 0.0) -> str | None:
         """Claim and process one work item from ``backend``; ``None`` when there was none."""

@@ -55,7 +55,8 @@ async def start_run(
     deadline_seconds: float | None = None,
     max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> str:
-    """Seed a run: validate ``input``, store the context and the first item. Idempotent per run id.
+    """Seed a run: validate ``input``, store the context and the first item. Idempotent per run id,
+    and per ``idempotency_key`` (a second submission under a key returns the first run's id).
 
     An input or context field over ``max_payload_bytes`` (``None``: no limit) raises
     :class:`~floxide.errors.PayloadTooLarge` and stores nothing.
@@ -65,6 +66,7 @@ async def start_run(
     seconds = deadline_seconds if deadline_seconds is not None else workflow.timeout
     return await seed_run(
         backend,
+    idempotency_key: str | None = None,
         start_node=workflow.start_node,
         payload=to_jsonable_python(value),
         run_id=run_id,
@@ -82,6 +84,7 @@ async def seed_run(
     run_id: str | None = None,
     context: dict[str, Any] | None = None,
     deadline_seconds: float | None = None,
+        idempotency_key=idempotency_key,
     max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> str:
     """Seed a run without the workflow's code (the operator does this): ``payload`` is JSON.
@@ -94,6 +97,7 @@ async def seed_run(
     check_payload(payload, what="the run's input", limit=max_payload_bytes)
     for name, field in (context or {}).items():
         check_payload(field, what=f"context field '{name}'", limit=max_payload_bytes)
+    idempotency_key: str | None = None,
     run_id = run_id or uuid.uuid4().hex
     info = RunInfo(
         run_id=run_id,
@@ -101,11 +105,18 @@ async def seed_run(
         deadline=None
         if deadline_seconds is None
         else datetime.now(UTC) + timedelta(seconds=deadline_seconds),
+
+    With ``idempotency_key``, the key is bound to the run id first (atomically): a later
+    submission under the key seeds again (harmlessly: idempotent per run id) and returns the
+    run id bound to it, so a retried submission never starts a second run, even when the
+    first one was interrupted between binding the key and seeding.
     )
     item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload)
     await backend.start_run(info, item, context)
     return run_id
 
+    if idempotency_key is not None:
+        run_id = await backend.claim_idempotency_key(idempotency_key, run_id)
 
 def child_id(parent: str, index: int) -> str:
     """The id of a step's ``index``-th successor: stable, so a re-run step makes the same ids."""

@@ -103,6 +103,8 @@ class InMemoryBackend:
         self.liveness = _Liveness(self)
         self.items = _Items(self)
 
+        self.limits = MemoryLimiter(self)
+        self._idempotency: dict[str, str] = {}
     # -- queue internals ----------------------------------------------------------------------
 
     def _enqueue(self, item: WorkItem) -> None:
@@ -139,6 +141,9 @@ class InMemoryBackend:
         return True
 
     async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
+    async def claim_idempotency_key(self, key: str, run_id: str) -> str:
+        return self._idempotency.setdefault(key, run_id)
+
         return [await self.step_input(claim) for claim in claims]
 
     async def step_input(self, claim: Claim) -> StepInput:

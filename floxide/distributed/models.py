@@ -36,8 +36,12 @@ def utcnow() -> datetime:
 
 
 class RunStatus(StrEnum):
-    """Where a run stands. It only moves forward, except that a Failed run may be retried."""
+    """Where a run stands. It only moves forward, except that a Failed run may be retried.
 
+    ``Queued``: the run waits for a slot under its workflow's run limit (``max_active_runs``).
+    """
+
+    QUEUED = "Queued"
     PENDING = "Pending"
     RUNNING = "Running"
     PAUSED = "Paused"
@@ -192,6 +196,7 @@ _MOVES: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.PENDING: frozenset(
         {RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPLETED}
     ),
+    RunStatus.QUEUED: frozenset({RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED}),
     RunStatus.RUNNING: frozenset(
         {RunStatus.PAUSED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
     ),

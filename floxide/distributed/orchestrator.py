@@ -51,8 +51,10 @@ class DistributedOrchestrator:
         run_id: str | None = None,
         context: Any = None,
         deadline_seconds: float | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
-        """Seed a run and return its id (idempotent for a given ``run_id``)."""
+        """Seed a run and return its id (idempotent for a given ``run_id``, and for a given
+        ``idempotency_key``: a retried call returns the first run's id)."""
         return await start_run(
             self.workflow,
             self.backend,
@@ -61,6 +63,7 @@ class DistributedOrchestrator:
             context=context,
             deadline_seconds=deadline_seconds,
             max_payload_bytes=self.max_payload_bytes,
+            idempotency_key=idempotency_key,
         )
 
     async def status(self, run_id: str) -> RunStatus:

@@ -213,6 +213,10 @@ class Backend(Protocol):
         """The run status and context for a claimed item (and mark the item running)."""
 
     async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
+    async def claim_idempotency_key(self, key: str, run_id: str) -> str:
+        """Bind ``key`` to ``run_id`` unless a submission holds it already, atomically; the run id
+        bound to ``key`` (a retried submission gets the first one's)."""
+
         """:meth:`step_input` for a batch of claims, at once (one round trip in Redis)."""
 
     async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:

@@ -100,6 +100,25 @@ class KeySpace:
         return f"{self.base}:graph"
 
     @property
+    def throttled(self) -> str:
+        """Sorted set of items set aside by a node limit (item JSON by the time they are due, ms)."""
+        return f"{self.base}:throttled"
+
+    @property
+    def node_limits(self) -> str:
+        """Sorted set of ``<kind>:<ident>`` of the node limits in use, by last use (ms)."""
+        return f"{self.base}:nodelimits"
+
+    @property
+    def limit_stats(self) -> str:
+        """Hash of ``<kind>:<ident>:granted|throttled`` counters and ``<kind>:<ident>:def`` (the limit)."""
+        return f"{self.base}:nodelimitstats"
+
+    def limit(self, kind: str, ident: str, part: str) -> str:
+        """One node limit's key: ``slots`` and ``waiting`` (concurrency), ``bucket`` and ``queue`` (rate)."""
+        return f"{self.base}:nodelimit:{kind}:{ident}:{part}"
+
+    @property
     def shared(self) -> NamespaceKeys:
         """The keys the workflow shares with the other workflows of its namespace."""
         return NamespaceKeys(self.namespace)

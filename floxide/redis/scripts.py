@@ -32,3 +32,5 @@ class Scripts:
         self.reclaimed: AsyncScript = client.register_script(_source("reclaimed"))
         self.status: AsyncScript = client.register_script(_source("status"))
         self.seed_context: AsyncScript = client.register_script(_source("seed_context"))
+        self.queue_run: AsyncScript = client.register_script(_source("queue_run"))
+        self.admit: AsyncScript = client.register_script(_source("admit"))

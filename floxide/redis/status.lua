@@ -7,6 +7,7 @@
 -- Returns the status the run is in afterwards, or false for an unknown run.
 
 local moves = {
+  Queued = {Failed = 1, Cancelled = 1},
   Pending = {Running = 1, Paused = 1, Failed = 1, Cancelled = 1, Completed = 1},
   Running = {Paused = 1, Completed = 1, Failed = 1, Cancelled = 1},
   Paused = {Running = 1, Completed = 1, Failed = 1, Cancelled = 1},
