@@ -72,8 +72,6 @@ app = typer.Typer(
 
 EXTENSIONS: tuple[str, ...] = (
     "floxide.cli_distributed",
-    "floxide.cli_ui",
-    "floxide.cli_graph",
     "floxide.cli_runlimit",
     "floxide_worker.cli",
     "floxide_operator.cli",
