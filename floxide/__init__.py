@@ -29,6 +29,7 @@ from floxide.errors import (
     Timeout,
 )
 from floxide.graph import Failure, edge, join, on_failure, otherwise, route, when
+from floxide.limits import ConcurrencyLimit, RateLimit
 from floxide.merge import Merge
 from floxide.node import FunctionNode, Node, node
 from floxide.retry import BackoffStrategy, RetryNode, RetryPolicy, with_retry
@@ -50,6 +51,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointStore",
     "CompositeNode",
+    "ConcurrencyLimit",
     "Context",
     "Failure",
     "FileCheckpointStore",
@@ -71,6 +73,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentError",
     "Progress",
+    "RateLimit",
     "RetryNode",
     "RetryPolicy",
     "RetryableError",

@@ -169,6 +169,7 @@ class NodeSpec:
     retry: Any = None
     timeout: float | None = None
     frame_joins: tuple[str, ...] = ()
+    limits: tuple[Any, ...] = ()
 
     @property
     def successors(self) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from floxide.checkpoint import Checkpoint, CheckpointStore, OutputRecord
 from floxide.context import WorkflowCtx
 from floxide.errors import Cancelled, NodeFailed, NoTerminalReached, StepLimitExceeded, Timeout
 from floxide.frames import Arrival, FrameTable, Scope
+from floxide.limits import LocalLimits
 from floxide.merge import apply
 from floxide.step import Outcome, execute, node_failed
 from floxide.workitem import WorkItem
@@ -190,6 +191,10 @@ class Runner:
         step_ctx = self.ctx.for_step(
             self.context, run_id=self.run_id, node=item.node, item_id=item.item_id, attempt=item.attempt
         )
+        if spec.limits:  # concurrency and rate limits: wait for a slot and a token
+            graph = self.workflow.graph
+            step = lambda: execute(graph, spec, step_ctx, item.value)  # noqa: E731
+            return LocalLimits.of(self.workflow).run(item.node, spec.limits, item.value, step)
         return execute(self.workflow.graph, spec, step_ctx, item.value)
 
     def _commit(self, item: _Item, outcome: Outcome) -> None:

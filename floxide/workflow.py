@@ -25,7 +25,7 @@ runs use :meth:`start_distributed` and :meth:`step_distributed` through
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -35,6 +35,7 @@ from floxide.context import WorkflowCtx
 from floxide.distributed.protocols import Backend
 from floxide.errors import AlreadyCompleted, GraphError, InputError, NotStarted
 from floxide.graph import Edge, Graph, compile_graph, edge_list, to_dot, to_mermaid
+from floxide.limits import Limit, attach_limits
 from floxide.merge import strategies
 from floxide.node import Node
 from floxide.retry import RetryPolicy
@@ -53,7 +54,8 @@ class Workflow(Generic[I, O]):
     ``context`` is the pydantic model of the run's shared state (``None``: no state).
     ``retry`` and ``timeouts`` (seconds) attach a policy or a time limit to nodes;
     ``timeout`` limits each whole run; ``concurrency`` bounds the steps one local run executes
-    at once; ``max_steps`` guards against endless loops.
+    at once; ``max_steps`` guards against endless loops; ``limits`` attach concurrency and
+    rate limits to nodes (:mod:`floxide.limits`).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Workflow(Generic[I, O]):
         timeout: float | None = None,
         concurrency: int = 64,
         max_steps: int | None = None,
+        limits: Mapping[Node[Any, Any] | str, Limit | Sequence[Limit]] | None = None,
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise GraphError(f"workflow name {name!r} must be letters, digits, '-', '_' or '.'")
@@ -84,6 +87,7 @@ class Workflow(Generic[I, O]):
         self.graph: Graph = compile_graph(
             name=name, start=start, edges=edges, retry=retry or {}, timeouts=timeouts or {}
         )
+        attach_limits(name, self.graph, limits or {})
         self.timeout = timeout
         self.concurrency = concurrency
         self.max_steps = max_steps

@@ -1,8 +1,9 @@
 """Seeding a distributed run and executing one claimed work item: the steps every worker shares.
 
 ``start_run`` creates the run record and enqueues the start item, once per run id.
-``process_claim`` checks the run (paused or failed runs park the item, cancelled or
-finished runs drop it, an expired deadline fails the run), runs the node with the engine's
+``process_claim`` takes the node's limits (or throttles the item); ``run_claim`` checks the
+run (paused or failed runs park the item, cancelled or finished runs drop it, an expired
+deadline fails the run), runs the node with the engine's
 :func:`floxide.step.execute`, and hands the outcome to the backend: an atomic commit, a
 durable delayed retry, or a permanent failure. Node code runs at least once per item; its
 effects on the run are committed exactly once, and not at all if the run was cancelled or
@@ -23,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import to_jsonable_python
 
 from floxide.context import CancelToken, WorkflowCtx
+from floxide.distributed.limits import held_limits
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_commit, check_payload
 from floxide.distributed.protocols import FENCED, Backend, Commit, Handoff, StepInput
-from floxide.errors import FloxideError, PayloadTooLarge
+from floxide.errors import FloxideError, InputError, PayloadTooLarge
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
 from floxide.workitem import WorkItem
@@ -34,7 +36,16 @@ from floxide.workitem import WorkItem
 if TYPE_CHECKING:
     from floxide.workflow import Workflow
 
-__all__ = ["ROOT_ITEM", "StepResult", "child_id", "plan_commit", "process_claim", "seed_run", "start_run"]
+__all__ = [
+    "ROOT_ITEM",
+    "StepResult",
+    "child_id",
+    "plan_commit",
+    "process_claim",
+    "run_claim",
+    "seed_run",
+    "start_run",
+]
 
 ROOT_ITEM = "root"
 
@@ -42,7 +53,7 @@ log = logging.getLogger(__name__)
 
 StepResult = str
 """What happened to a claimed item: ``committed``, ``duplicate``, ``retrying``, ``failed``,
-``parked``, ``dropped`` or ``cancelled``."""
+``parked``, ``dropped``, ``cancelled`` or ``throttled`` (set aside by a node limit)."""
 
 
 async def start_run(
@@ -152,6 +163,39 @@ def plan_commit(
 
 
 async def process_claim(
+    workflow: Workflow[Any, Any], backend: Backend, claim: Claim, *, lease: float = 30.0, **options: Any
+) -> StepResult:
+    """Run one claimed item to its outcome and hand that to the backend (see :func:`run_claim`
+    for the ``options``).
+
+    A node with limits (:mod:`floxide.limits`) first takes its slots and tokens from
+    ``backend.limits``, holding the slots for ``lease`` seconds (the worker renews them with
+    its leases), and gives them back once the outcome is handed over. Refused, the item is
+    ``throttled``: set aside without using an attempt, back when a slot or a token is free.
+    """
+    spec = workflow.graph.nodes.get(claim.item.node)
+    if spec is None or not spec.limits:
+        return await run_claim(workflow, backend, claim, **options)
+    try:
+        value = workflow.load_input(claim.item.node, claim.item.payload)
+        held = held_limits(claim.item.node, spec.limits, value)
+    except InputError:  # the step fails the item, naming the field
+        return await run_claim(workflow, backend, claim, **options)
+    except FloxideError as exc:  # the limit's key function failed on this input
+        error = _record(claim.item, exc, permanent=True)
+        return _unless_fenced(claim, await backend.fail(claim, error), "failed")
+    permit = await backend.limits.acquire(claim, held, lease=lease)
+    if permit.result != "ok":
+        log.debug("throttled for %.3fs by %s", permit.wait, permit.blocked_by, extra=_fields(claim))
+        done = "duplicate" if permit.result == "duplicate" else "throttled"
+        return _unless_fenced(claim, permit.result, done)
+    try:
+        return await run_claim(workflow, backend, claim, **options)
+    finally:
+        await backend.limits.release(permit)
+
+
+async def run_claim(
     workflow: Workflow[Any, Any],
     backend: Backend,
     claim: Claim,
@@ -162,7 +206,7 @@ async def process_claim(
     handoff: Handoff | None = None,
     max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> StepResult:
-    """Run one claimed item to its outcome and hand that to the backend.
+    """Run one claimed item to its outcome and hand that to the backend, limits aside.
 
     ``state`` is the item's run status and context if the caller read it already; with
     ``handoff``, a successful commit also claims the next item (see :class:`Handoff`).
@@ -245,3 +289,8 @@ def _record(item: WorkItem, error: BaseException, *, permanent: bool = False) ->
         traceback="".join(traceback.format_exception(error))[-8000:],
         permanent=permanent,
     )
+
+
+def _fields(claim: Claim) -> dict[str, Any]:
+    item = claim.item
+    return {"run": item.run_id, "node": item.node, "item": item.item_id, "attempt": item.attempt}

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from floxide.distributed.limits import MemoryLimiter
 from floxide.distributed.models import (
     Claim,
     ErrorRecord,

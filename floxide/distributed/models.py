@@ -79,6 +79,7 @@ class NodeMetrics(BaseModel):
     ``reclaimed`` counts items taken over from a worker that went silent mid-step (its lease
     expired: it crashed, or stalled): a crash loop shows here while ``retries`` stays 0. An
     item a draining worker handed back (released) is no crash and is not counted.
+    ``throttled`` counts the times an item was set aside by a node limit (no failure).
     """
 
     created: int = 0
@@ -86,6 +87,7 @@ class NodeMetrics(BaseModel):
     failed: int = 0
     retries: int = 0
     reclaimed: int = 0
+    throttled: int = 0
     seconds: float = 0.0
 
     @property
@@ -162,6 +164,7 @@ class ItemStatus(StrEnum):
     COMPLETED = "Completed"
     FAILED = "Failed"
     PARKED = "Parked"
+    THROTTLED = "Throttled"
 
 
 class WorkItemState(BaseModel):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from floxide.checkpoint import CheckpointStore
+from floxide.distributed.limits import Limiter
 from floxide.distributed.models import (
     Claim,
     ErrorRecord,
@@ -219,6 +220,9 @@ class Backend(Protocol):
 
         """:meth:`step_input` for a batch of claims, at once (one round trip in Redis)."""
 
+    @property
+    def limits(self) -> Limiter:
+        """The slots and buckets of the workflow's node limits (:mod:`floxide.distributed.limits`)."""
     async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
         """Apply a step atomically and acknowledge it: ``ok``, ``duplicate`` (committed before),
         or ``cancelled`` / ``gone`` (:data:`FENCED`: only acknowledged).

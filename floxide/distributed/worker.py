@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_RETRY", "DistributedWorker", "WorkerHooks", "raise_if_cancel
 
 log = logging.getLogger(__name__)
 
-_ROUTINE = frozenset({"committed", "duplicate", "parked", "dropped"})
+_ROUTINE = frozenset({"committed", "duplicate", "parked", "dropped", "throttled"})
 """Step results logged at DEBUG (one line per item); the others are logged at INFO."""
 
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=30.0, jitter=0.5)
@@ -107,6 +107,7 @@ class DistributedWorker:
         self._handed_back: set[str] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._limited = any(spec.limits for spec in workflow.graph.nodes.values())
         self._status = WorkerStatus.IDLE
 
     # -- single steps (Floxide's step_distributed) ------------------------------------------------
@@ -297,6 +298,7 @@ class DistributedWorker:
                 max_payload_bytes=self.max_payload_bytes,
             )
         except asyncio.CancelledError:
+                lease=self.lease,
             if not token.is_set:
                 result = "released"
                 raise
@@ -356,6 +358,8 @@ class DistributedWorker:
             await self.backend.queue.extend(self.worker_id, held)
 
     async def _reclaim(self) -> None:
+        if self._limited:  # the node-limit slots of running steps, with their leases
+            await self.backend.limits.extend(self.lease)
         free = self.concurrency - len(self._inflight)
         if free <= 0 or self._stopping.is_set():
             return
@@ -381,6 +385,8 @@ class DistributedWorker:
         await self.backend.promote_due()
 
     async def _watch_runs(self) -> None:
+        if self._limited:
+            await self.backend.limits.promote()
         by_run: dict[str, list[asyncio.Task[StepResult]]] = {}
         for task, claim in list(self._inflight.items()):
             by_run.setdefault(claim.item.run_id, []).append(task)

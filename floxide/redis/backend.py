@@ -45,6 +45,7 @@ from floxide.errors import FloxideError
 from floxide.redis.clients import Client
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
+from floxide.redis.limits import RedisLimiter
 from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.queue import StreamQueue, stream_id
 from floxide.redis.runqueue import RunQueue
@@ -116,6 +117,7 @@ class RedisBackend:
 
     async def all_run_keys(self, run_id: str) -> list[str]:
         """Every key of the run: its list/set/dict context keys are recorded in the run hash,
+        self.limits = RedisLimiter(self)
         the join inboxes are those of its open frames (a frame opened by a commit running
         meanwhile is missed here: a commit of a finished run expires what it writes, one of a
         Cancelled or deleted run writes nothing)."""

@@ -120,6 +120,7 @@ class StreamQueue:
         for _, fields in await _unacknowledged(b.client, b.keys.stream):
             raws.append(fields["item"])
         raws += cast(list[str], await b.client.zrange(b.keys.delayed, 0, -1))
+        raws += cast(list[str], await b.client.zrange(b.keys.throttled, 0, -1))
         raws += cast(list[str], await b.client.lrange(keys.parked, 0, -1))
         raws += cast(dict[str, str], await b.client.hgetall(keys.failed)).values()
         done = await b.client.smembers(keys.done)
