@@ -58,6 +58,7 @@ RESERVED_ENV = (
     "FLOXIDE_WORKER_HTTP_PORT",
     "FLOXIDE_WORKER_DRAIN_SECONDS",
     "FLOXIDE_WORKER_SERVE_AS",
+    "FLOXIDE_MAX_PAYLOAD_BYTES",
 )
 """Variables the operator sets on workers; a Workflow's ``spec.env`` cannot override them."""
 
@@ -121,8 +122,11 @@ def worker_env(
     namespace: str,
     redis: models.RedisSecretRef,
     drain_seconds: int,
+    max_payload_bytes: int | None = None,
 ) -> list[dict[str, Any]]:
     """The worker container's environment: the operator's variables, then ``spec.env``.
+
+    ``max_payload_bytes`` (the operator's own limit) bounds node outputs and context fields.
 
     ``FLOXIDE_WORKER_SERVE_AS`` is the Workflow resource's name: its workers serve the queue
     ``{wf:<namespace>/<workflow>}``, one per Workflow resource, whatever the code calls itself.
@@ -136,6 +140,8 @@ def worker_env(
         {"name": "FLOXIDE_WORKER_DRAIN_SECONDS", "value": str(drain_seconds)},
         {"name": "FLOXIDE_WORKER_SERVE_AS", "value": workflow},
     ]
+    if max_payload_bytes is not None:
+        env.append({"name": "FLOXIDE_MAX_PAYLOAD_BYTES", "value": str(max_payload_bytes)})
     env += [var.to_body() for var in spec.env if var.name not in RESERVED_ENV]
     return env
 
@@ -158,6 +164,7 @@ def pod_template(
     service_account: str = "",
     drain_seconds: int = 25,
     connection_hash: str = "",
+    max_payload_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The worker pod template: hardened, probed, and wired to Redis through a Secret.
 
@@ -169,7 +176,12 @@ def pod_template(
         "imagePullPolicy": spec.image_pull_policy.value,
         "args": ["worker", spec.entrypoint],
         "env": worker_env(
-            spec, workflow=workflow, namespace=namespace, redis=redis, drain_seconds=drain_seconds
+            spec,
+            workflow=workflow,
+            namespace=namespace,
+            redis=redis,
+            drain_seconds=drain_seconds,
+            max_payload_bytes=max_payload_bytes,
         ),
         "ports": [{"name": "metrics", "containerPort": WORKER_HTTP_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", period=10, failures=3),
@@ -211,6 +223,7 @@ def worker_deployment(
     service_account: str = "",
     drain_seconds: int = 25,
     connection_hash: str = "",
+    max_payload_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The worker Deployment of ``workflow`` (``replicas=None`` leaves the count to someone else).
 
@@ -229,6 +242,7 @@ def worker_deployment(
         service_account=service_account,
         drain_seconds=drain_seconds,
         connection_hash=connection_hash,
+        max_payload_bytes=max_payload_bytes,
     )
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",

@@ -4,8 +4,9 @@ One timer per active run (at most every ``run_interval`` seconds) compares the r
 Redis and acts, level-triggered, so that an operator restart simply carries on:
 
 * not yet seeded: find the Workflow (Pending while it is missing), wait for its workers to
-  publish the graph, read the input (inline or ``spec.inputFrom``), validate it against the
-  graph's ``inputSchema`` (Failed, naming the field, if it does not fit), then seed the run under
+  publish the graph, read the input (inline or ``spec.inputFrom``), check its size against
+  ``FLOXIDE_MAX_PAYLOAD_BYTES`` (Failed, ``InputTooLarge``, naming size and limit) and validate it
+  against the graph's ``inputSchema`` (Failed, naming the field, if it does not fit), then seed the run under
   a run id derived from the resource (``<name>-<uid prefix>``). Seeding is idempotent per run
   id, and ``status.seeded`` records it, so a restart never seeds twice;
 * seeded: apply ``spec.shutdown`` (Stop: running steps finish; Terminate: they are cancelled),
@@ -29,6 +30,8 @@ import kopf
 from pydantic import ValidationError
 
 from floxide.distributed.models import RunStatus
+from floxide.distributed.payloads import check_payload
+from floxide.errors import PayloadTooLarge
 
 from . import models, tombstones
 from .inputs import InputRefused, input_errors, read_input, spec_errors
@@ -142,12 +145,21 @@ async def _admit(
         raise Reject(
             Phase.FAILED if refused.final else Phase.PENDING, refused.reason, refused.message
         ) from None
+    limit = rt.settings.max_payload_bytes
+    try:
+        check_payload(value, what="the run's input", limit=limit)
+    except PayloadTooLarge as exc:
+        raise Reject(Phase.FAILED, "InputTooLarge", str(exc)) from None
     problems = input_errors(graph.get("inputSchema"), value)
     if problems:
         raise Reject(Phase.FAILED, "InvalidInput", "; ".join(problems))
     run_id = run_id_of(name, uid)
     await store.seed(
-        run_id, start_node=graph["startNode"], payload=value, deadline_seconds=spec.active_deadline_seconds
+        run_id,
+        start_node=graph["startNode"],
+        payload=value,
+        deadline_seconds=spec.active_deadline_seconds,
+        max_payload_bytes=limit,
     )
     if spec.suspend:
         await store.move(run_id, RunStatus.PAUSED)

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES, PayloadSettings
 from floxide.redis import RedisSettings
 
 __all__ = ["SERVICE_ACCOUNT_NAMESPACE", "OperatorSettings"]
@@ -94,6 +95,15 @@ class OperatorSettings(BaseSettings):
         ),
     )
 
+    max_payload_bytes: int = Field(
+        DEFAULT_MAX_PAYLOAD_BYTES,
+        ge=1024,
+        description=(
+            "Largest run input (bytes of its JSON) a WorkflowRun may have; handed to the workers as "
+            "their limit on node outputs and context fields. Read from FLOXIDE_MAX_PAYLOAD_BYTES."
+        ),
+    )
+
     redis: RedisSettings = Field(default_factory=RedisSettings, description="The operator's own Redis.")
     log_format: Literal["json", "text"] = Field("json", description="FLOXIDE_LOG_FORMAT: json or text.")
     log_level: str = Field("INFO", description="FLOXIDE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.")
@@ -105,8 +115,8 @@ class OperatorSettings(BaseSettings):
 
     @classmethod
     def from_environment(cls) -> OperatorSettings:
-        """The settings from ``FLOXIDE_OPERATOR_*``, ``FLOXIDE_REDIS_*``, ``FLOXIDE_LOG_*`` and
-        ``FLOXIDE_QUEUE_RUN_TTL_SECONDS``."""
+        """The settings from ``FLOXIDE_OPERATOR_*``, ``FLOXIDE_REDIS_*``, ``FLOXIDE_LOG_*``,
+        ``FLOXIDE_QUEUE_RUN_TTL_SECONDS`` and ``FLOXIDE_MAX_PAYLOAD_BYTES``."""
         logging = _LogSettings()
         queue = _QueueSettings()
         return cls(
@@ -114,6 +124,7 @@ class OperatorSettings(BaseSettings):
             log_format=logging.format,
             log_level=logging.level,
             redis_ttl=queue.run_ttl_seconds,
+            max_payload_bytes=PayloadSettings().max_payload_bytes,
         )
 
     def own_namespace(self) -> str:

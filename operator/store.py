@@ -141,9 +141,17 @@ class WorkflowStore:
             return await self.backend.liveness.list()
 
     async def seed(
-        self, run_id: str, *, start_node: str, payload: Any, deadline_seconds: float | None
+        self,
+        run_id: str,
+        *,
+        start_node: str,
+        payload: Any,
+        deadline_seconds: float | None,
+        max_payload_bytes: int | None = None,
     ) -> None:
-        """Queue the run's first work item; idempotent per run id (a second call changes nothing)."""
+        """Queue the run's first work item; idempotent per run id (a second call changes nothing).
+
+        A payload over ``max_payload_bytes`` raises :class:`~floxide.errors.PayloadTooLarge`."""
         async with _guard(self.connection):
             await seed_run(
                 self.backend,
@@ -151,6 +159,7 @@ class WorkflowStore:
                 payload=payload,
                 run_id=run_id,
                 deadline_seconds=deadline_seconds,
+                max_payload_bytes=max_payload_bytes,
             )
 
     async def read(self, run_id: str) -> tuple[RunInfo | None, RunMetrics]:

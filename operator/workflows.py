@@ -127,6 +127,7 @@ def _desired_deployment(
         replicas=replicas,
         service_account=rt.settings.worker_service_account,
         drain_seconds=rt.settings.worker_drain_seconds,
+        max_payload_bytes=rt.settings.max_payload_bytes,
         connection_hash=manifests.connection_hash(workers_connection.url, workers_connection.password),
     )
 

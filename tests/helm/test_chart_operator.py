@@ -51,6 +51,7 @@ def test_operator_environment() -> None:
     assert values == {
         "FLOXIDE_LOG_FORMAT": "json",
         "FLOXIDE_LOG_LEVEL": "INFO",
+        "FLOXIDE_MAX_PAYLOAD_BYTES": "1048576",
         "FLOXIDE_OPERATOR_NAMESPACE": "",
         "FLOXIDE_OPERATOR_REDIS_SECRET": "fx-floxide-redis-connection",
         "FLOXIDE_OPERATOR_WORKER_SERVICE_ACCOUNT": "fx-floxide-worker",
