@@ -71,6 +71,7 @@ app = typer.Typer(
 # module whose optional dependencies are not installed (an extra) is skipped.
 
 EXTENSIONS: tuple[str, ...] = (
+    "floxide.cli_schedule",
     "floxide.cli_distributed",
     "floxide.cli_runlimit",
     "floxide_worker.cli",

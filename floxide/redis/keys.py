@@ -164,6 +164,10 @@ class RunKeys:
 
     @property
     def ctx(self) -> str:
+    def schedule(self, name: str) -> str:
+        """Hash of one ``floxide schedule`` schedule's state (last and next fire time, its runs)."""
+        return f"{self.base}:schedule:{name}"
+
         return f"{self.base}:ctx"
 
     def ctx_field(self, kind: str, field: str) -> str:
