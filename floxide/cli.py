@@ -28,26 +28,21 @@ import inspect
 import json
 import os
 import sys
-import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Coroutine
-from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic_core import to_jsonable_python
-from rich.console import Console
-from rich.text import Text
 
 from floxide.checkpoint import FileCheckpointStore
+from floxide.cli_progress import ProgressReporter
 from floxide.errors import AlreadyCompleted, CheckpointError, FloxideError, GraphError, InputError, NotStarted
 from floxide.graph import edge_list
-from floxide.runner import Progress
 from floxide.typecheck import describe
 from floxide.workflow import Workflow
 
@@ -73,6 +68,8 @@ app = typer.Typer(
 EXTENSIONS: tuple[str, ...] = (
     "floxide.cli_schedule",
     "floxide.cli_distributed",
+    "floxide.cli_graph",
+    "floxide.cli_runs",
     "floxide.cli_runlimit",
     "floxide_worker.cli",
     "floxide_operator.cli",
@@ -276,72 +273,6 @@ def _fail(exc: BaseException, *, code: int, verbose: bool, hint: str = "") -> No
     raise typer.Exit(code)
 
 
-class ProgressReporter:
-    """Shows a run's progress on stderr while it runs longer than ``delay`` seconds.
-
-    On a terminal: a live status line (rich). Elsewhere: a plain line every ``interval``
-    seconds. Short runs show nothing. Feed it with :meth:`update` (a run's progress
-    callback); a background thread does the drawing, so slow steps still show time passing.
-    """
-
-    def __init__(
-        self,
-        label: str,
-        *,
-        stream: Any = None,
-        tty: bool | None = None,
-        delay: float | None = None,
-        interval: float = 2.0,
-    ) -> None:
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty() if tty is None else tty
-        self.delay = delay if delay is not None else (0.5 if self.tty else interval)
-        self.interval = interval
-        self.progress = Progress(0, 0, 0)
-        self._started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._draw, name="floxide-progress", daemon=True)
-
-    def update(self, progress: Progress) -> None:
-        """Record the latest counts (called after every step)."""
-        self.progress = progress
-
-    def line(self) -> str:
-        """The current status as text."""
-        p = self.progress
-        elapsed = time.monotonic() - self._started
-        return f"{self.label}: {p.done} steps done, {p.queued} queued, {p.running} running ({elapsed:.1f}s)"
-
-    def __rich__(self) -> Text:
-        return Text(self.line())
-
-    def __enter__(self) -> ProgressReporter:
-        self._started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _draw(self) -> None:
-        if self._stop.wait(self.delay):
-            return
-        if self.tty:
-            console = Console(file=self.stream, force_terminal=True)
-            with console.status(self, spinner="dots"):
-                self._stop.wait()
-            return
-        while True:
-            self.stream.write(f"floxide: {self.line()}\n")
-            self.stream.flush()
-            if self._stop.wait(self.interval):
-                return
-
-
 def _run_async(coroutine: Coroutine[Any, Any, T], *, verbose: bool, hint: str = "") -> T:
     try:
         return asyncio.run(coroutine)
@@ -500,22 +431,6 @@ def resume(
     with reporter, contextlib.redirect_stdout(sys.stderr):
         output = _run_async(go(), verbose=verbose)
     _print_json(output)
-
-
-class GraphFormat(StrEnum):
-    DOT = "dot"
-    MERMAID = "mermaid"
-
-
-@app.command()
-def graph(
-    target: Target,
-    format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = GraphFormat.DOT,
-    verbose: Verbose = False,
-) -> None:
-    """Print the workflow's graph as Graphviz DOT or a Mermaid flowchart."""
-    workflow = _load(target, verbose)
-    sys.stdout.write(workflow.to_dot() if format is GraphFormat.DOT else workflow.to_mermaid())
 
 
 @app.command()

@@ -20,7 +20,8 @@ On a terminal, results are rich tables; otherwise (or with ``--json``) they are 
 stdout. Errors are one line on stderr (``--verbose`` adds the traceback); the exit status is
 2 for bad usage (a malformed ``--redis`` URL or ``--run-id``, the ``redis`` extra missing),
 input, target or an unknown run, 1 for a failed run or an operation refused. What the
-commands share (settings, the session on Redis, errors) is in :mod:`floxide.cli_session`.
+commands share (settings, the session on Redis, errors) is in :mod:`floxide.cli_session`;
+``status``, ``runs``, ``errors`` and ``workers`` are in :mod:`floxide.cli_runs`.
 
 Redis code is imported when a command runs, not when the ``floxide`` command starts.
 """
@@ -28,18 +29,15 @@ Redis code is imported when a command runs, not when the ``floxide`` command sta
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import RenderableType
-from rich.table import Table
 
 from floxide import cli as local
 from floxide import cli_output as output
 from floxide.cli import CliError
-from floxide.cli_runlimit import run_queue_details
+from floxide.cli_progress import follow_run
 from floxide.cli_session import (
     Session,
     connect,
@@ -55,7 +53,8 @@ from floxide.cli_session import (
     warn_without_workers,
     worker_hint,
 )
-from floxide.distributed.models import RunInfo, RunMetrics, RunStatus
+from floxide.cli_views import short_id
+from floxide.distributed.models import RunInfo, RunStatus
 from floxide.errors import AlreadyCompleted, FloxideError, NotStarted
 from floxide.errors import Timeout as RunTimeout
 
@@ -119,7 +118,9 @@ def submit(
             show_default=False,
         ),
     ] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run; print its output as JSON.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the run (progress on stderr); print its output as JSON.")
+    ] = False,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", min=0, help="With --wait: give up waiting after this many seconds."),
@@ -159,7 +160,8 @@ def submit(
             sys.stderr.write(f"floxide: submitted run {started[0]}\n")
             hint = worker_hint(target, ns, serve_as)
             try:
-                async with in_background(warn_without_workers(backend, ns, hint)):
+                progress = follow_run(backend.runs, started[0], label=f"run {short_id(started[0])}")
+                async with in_background(warn_without_workers(backend, ns, hint)), in_background(progress):
                     return await orchestrator.wait_for_completion(started[0], timeout=timeout)
             except RunTimeout as exc:
                 raise CliError(f"{exc} (the run goes on: floxide status {started[0]})", code=1) from exc
@@ -169,81 +171,6 @@ def submit(
         sys.stdout.write(f"{started[0]}\n")
         return
     print_outcome(info, all_outputs=False, outputs=[])
-
-
-def status(
-    run: RunArg,
-    workflow: WorkflowOpt = None,
-    redis: RedisOpt = None,
-    namespace: NamespaceOpt = None,
-    as_json: JsonOpt = False,
-    verbose: Verbose = False,
-) -> None:
-    """Show a run: status, progress, times, output or error, and per-node counts."""
-    settings, ns = settings_or_exit(redis, namespace, verbose)
-
-    async def go() -> tuple[RunInfo, RunMetrics]:
-        async with connect(settings, ns) as session:
-            backend = await session.locate(run, workflow)
-            info = await backend.runs.get(run)
-            if info is None:
-                raise NotStarted(
-                    f"run '{run}' does not exist in workflow '{backend.workflow}' (or has expired)"
-                )
-            queue.update(await run_queue_details(backend, info))
-            return info, await backend.metrics.get(run)
-
-    queue: dict[str, Any] = {}
-    info, metrics = run_command(go(), verbose=verbose)
-    data = {**output.status_data(ns, info, metrics), **queue}
-    output.emit(data, as_json=as_json, render=lambda: output.status_view(data, info))
-
-
-def runs(
-    status: Annotated[
-        RunStatus | None,
-        typer.Option("--status", "-s", case_sensitive=False, help="Only runs in this status."),
-    ] = None,
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="Only this workflow's runs.")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 100,
-    redis: RedisOpt = None,
-    namespace: NamespaceOpt = None,
-    as_json: JsonOpt = False,
-    verbose: Verbose = False,
-) -> None:
-    """List runs of the namespace, newest first."""
-    settings, ns = settings_or_exit(redis, namespace, verbose)
-
-    async def go() -> list[RunInfo]:
-        async with connect(settings, ns) as session:
-            found: list[RunInfo] = []
-            for name in await session.workflows(workflow):
-                found += await session.backend(name).runs.list(status, limit=limit)
-            return sorted(found, key=lambda i: i.created_at, reverse=True)[:limit]
-
-    infos = run_command(go(), verbose=verbose)
-
-    def render() -> RenderableType:
-        table = Table(show_edge=False)
-        table.add_column("RUN", no_wrap=True, min_width=max((len(i.run_id) for i in infos), default=3))
-        for column in ("WORKFLOW", "STATUS", "PROGRESS", "AGE", "DURATION"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("MESSAGE", overflow="fold")
-        for i in infos:
-            table.add_row(
-                i.run_id,
-                i.workflow,
-                i.status.value,
-                f"{i.items_done}/{i.items_total}",
-                output.ago(i.created_at),
-                output.duration(i),
-                (i.error or "")[:80],
-            )
-        return table if infos else "no runs"
-
-    output.emit([output.run_row(i) for i in infos], as_json=as_json, render=render)
 
 
 async def _control(backend: RedisBackend, run_id: str, action: str, *, interrupt: bool = True) -> RunStatus:
@@ -374,84 +301,6 @@ def retry(
     _steer("retry", run, workflow, redis, namespace, as_json=as_json, verbose=verbose)
 
 
-def errors(
-    run: RunArg,
-    workflow: WorkflowOpt = None,
-    redis: RedisOpt = None,
-    namespace: NamespaceOpt = None,
-    as_json: JsonOpt = False,
-    verbose: Verbose = False,
-) -> None:
-    """List a run's failures, oldest first (JSON includes the tracebacks)."""
-    settings, ns = settings_or_exit(redis, namespace, verbose)
-
-    async def go() -> list[dict[str, Any]]:
-        async with connect(settings, ns) as session:
-            backend = await session.locate(run, workflow)
-            return [e.model_dump(mode="json") for e in await backend.errors.list(run)]
-
-    records = run_command(go(), verbose=verbose)
-
-    def render() -> RenderableType:
-        table = Table(show_edge=False)
-        for column in ("TIME", "NODE", "ITEM", "ATTEMPT", "ERROR", "FINAL"):
-            table.add_column(column, overflow="fold" if column == "ERROR" else "ellipsis")
-        for r in records:
-            table.add_row(
-                r["timestamp"][11:19],
-                r["node"],
-                r["item_id"],
-                str(r["attempt"]),
-                f"{r['error_type']}: {r['message']}",
-                "yes" if r["permanent"] else "",
-            )
-        return table if records else f"run {run} has no errors"
-
-    output.emit(records, as_json=as_json, render=render)
-
-
-def workers(
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="Only this workflow's workers.")
-    ] = None,
-    redis: RedisOpt = None,
-    namespace: NamespaceOpt = None,
-    as_json: JsonOpt = False,
-    verbose: Verbose = False,
-) -> None:
-    """List the live workers of the namespace (those with a recent heartbeat)."""
-    settings, ns = settings_or_exit(redis, namespace, verbose)
-
-    async def go() -> list[dict[str, Any]]:
-        async with connect(settings, ns) as session:
-            found = []
-            for name in await session.workflows(workflow):
-                found += [h.model_dump(mode="json") for h in await session.backend(name).liveness.list()]
-            return found
-
-    found = run_command(go(), verbose=verbose)
-    now = datetime.now(UTC)
-
-    def render() -> RenderableType:
-        table = Table(show_edge=False)
-        for column in ("WORKER", "WORKFLOW", "STATUS", "IN FLIGHT", "PROCESSED", "ERRORS", "UP", "SEEN"):
-            table.add_column(column)
-        for h in found:
-            table.add_row(
-                h["worker_id"],
-                h["workflow"],
-                h["status"],
-                f"{len(h['in_flight'])}/{h['concurrency']}",
-                str(h["processed"]),
-                str(h["errors"]),
-                output.ago(datetime.fromisoformat(h["started_at"]), now),
-                f"{output.ago(datetime.fromisoformat(h['last_heartbeat']), now)} ago",
-            )
-        return table if found else "no live workers"
-
-    output.emit(found, as_json=as_json, render=render)
-
-
 def register(app: typer.Typer) -> None:
     """Add the distributed commands to ``app`` (see :data:`floxide.cli.EXTENSIONS`).
 
@@ -461,5 +310,5 @@ def register(app: typer.Typer) -> None:
     app.registered_commands = [
         c for c in app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) != "resume"
     ]
-    for command in (submit, status, runs, pause, resume, cancel, retry, errors, workers):
+    for command in (submit, pause, resume, cancel, retry):
         app.command(command.__name__)(command)

@@ -265,13 +265,15 @@ async def read_run_view(
     namespace: str = "",
     graph: dict[str, Any] | None = None,
     max_item_states: int = MAX_ITEM_STATES,
+    info: RunInfo | None = None,
 ) -> RunView | None:
     """The :class:`RunView` of ``run_id`` from ``backend``'s stores; ``None`` if there is no such run.
 
     ``graph`` (a ``Workflow.describe()``) is used when given, else the graph the workflow's
-    workers published (without either, the nodes are those with counts, by name).
+    workers published (without either, the nodes are those with counts, by name). ``info``:
+    the run's record if the caller has just read it.
     """
-    info = await backend.runs.get(run_id)
+    info = info or await backend.runs.get(run_id)
     if info is None:
         return None
     metrics = await backend.metrics.get(run_id)

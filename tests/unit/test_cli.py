@@ -320,7 +320,7 @@ def test_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run"]) == 2
     captured = capsys.readouterr()
     assert captured.err == "error: Missing argument 'target'. (see 'floxide run --help')\n"
-    assert main(["graph", "examples/split.py", "--format", "svg"]) == 2
+    assert main(["graph", "examples/split.py", "--format", "pdf"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["nonsense"]) == 2
     assert main(["--version"]) == 0
@@ -341,7 +341,7 @@ def test_progress_plain_lines_off_a_terminal() -> None:
         time.sleep(0.1)
     lines = stream.getvalue().splitlines()
     assert 2 <= len(lines) <= 4
-    assert lines[0].startswith("floxide: long: 5 steps done, 2 queued, 1 running (")
+    assert lines[0].startswith("floxide: long: 5/8 steps (62%), 2 queued, 1 running, ETA ")
 
 
 def test_progress_live_on_a_terminal() -> None:
@@ -349,7 +349,7 @@ def test_progress_live_on_a_terminal() -> None:
     with ProgressReporter("live", stream=stream, tty=True, delay=0.01) as reporter:
         reporter.update(Progress(7, 0, 1))
         time.sleep(0.1)
-    assert "live: 7 steps done, 0 queued, 1 running" in stream.getvalue()
+    assert "live" in stream.getvalue() and "7/8 steps (87%), 0 queued, 1 running, ETA " in stream.getvalue()
 
 
 async def test_progress_follows_a_run() -> None:
