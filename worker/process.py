@@ -124,6 +124,8 @@ class WorkerProcess:
             context_type=self.workflow.context_type,
             ttl=s.queue.run_ttl_seconds,
             max_deliveries=s.queue.max_deliveries,
+            wait_replicas=s.redis.topology().wait_replicas,
+            wait_timeout_ms=s.redis.topology().wait_timeout_ms,
         )
         self.worker = DistributedWorker(
             self.workflow,

@@ -42,12 +42,13 @@ from redis.exceptions import NoScriptError, ResponseError
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.protocols import Commit, Handoff, StepInput
 from floxide.errors import FloxideError
-from floxide.redis.clients import Client
+from floxide.redis.clients import Client, for_cluster
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
 from floxide.redis.limits import RedisLimiter
 from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.queue import StreamQueue, stream_id
+from floxide.redis.replicas import WaitingScript
 from floxide.redis.runqueue import RunQueue
 from floxide.redis.scripts import Scripts
 from floxide.redis.stores import Contexts, Errors, Items, Liveness, Metrics, Runs
@@ -73,7 +74,8 @@ class RedisBackend:
 
     ``namespace`` separates tenants (the Kubernetes namespace, or a local prefix); ``ttl`` is
     how long a finished run's data is kept (seconds); ``max_deliveries`` bounds how often
-    one item may be handed out before it is dead-lettered.
+    one item may be handed out before it is dead-lettered; ``wait_replicas`` replicas (within
+    ``wait_timeout_ms``) must acknowledge each commit (:mod:`floxide.redis.replicas`).
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class RedisBackend:
         max_deliveries: int = 5,
         errors_kept: int = 200,
         dead_letters_kept: int = 10_000,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         # A RedisCluster has the same command methods; typed as one client kind for the stores.
         self.client = cast(Redis, client)
@@ -97,7 +101,14 @@ class RedisBackend:
         self.max_deliveries = max_deliveries
         self.errors_kept = errors_kept
         self.dead_letters_kept = dead_letters_kept
-        self.scripts = Scripts(client)
+        self.scripts = Scripts(self.client)
+        for_cluster(self.scripts, client)  # scripts queued on a cluster's pipelines
+        if wait_replicas:  # each commit waits for replicas (floxide.redis.replicas)
+            for name in ("commit", "retry", "fail", "aside"):
+                script = WaitingScript(
+                    getattr(self.scripts, name), client, replicas=wait_replicas, timeout_ms=wait_timeout_ms
+                )
+                setattr(self.scripts, name, script)
         self._group_ready = False
         self._reclaim_cursor = "-"
         self.queue = StreamQueue(self)
@@ -186,7 +197,7 @@ class RedisBackend:
                 for claim in claims:
                     item, keys = claim.item, self.run_keys(claim.item.run_id)
                     args = (item.item_id, item.node, item.attempt, now)
-                    pipe.evalsha(script.sha, 3, keys.info, keys.items, keys.done, *args)
+                    pipe.execute_command("EVALSHA", script.sha, 3, keys.info, keys.items, keys.done, *args)
                 for commands in reads.values():
                     for command in commands:
                         pipe.execute_command(*command)

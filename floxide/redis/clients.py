@@ -25,18 +25,22 @@ are read and written one key per command.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
-from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.commands.core import AsyncScript
+from redis.typing import EncodableT, KeyT
 
 if TYPE_CHECKING:
     from floxide.redis.settings import RedisSettings
 
-__all__ = ["MODES", "Client", "Mode", "Topology", "build_client", "topology"]
+__all__ = ["MODES", "Client", "ClusterScript", "Mode", "Topology", "build_client", "for_cluster", "topology"]
 
 Client: TypeAlias = Redis | RedisCluster
 """What :func:`build_client` returns: a client of one server (also a Sentinel-managed primary)
@@ -112,7 +116,9 @@ def topology(settings: RedisSettings, url: str | None = None) -> Topology:
         raise ValueError(f"mode standalone takes a redis:// or rediss:// URL (got a {url_mode} URL)")
     if url_mode == "standalone" and mode == "standalone":
         clean = urlunsplit(parts._replace(query=urlencode(query)))
-        return Topology(standalone_url=clean, options=query, **common)
+        database = parts.path.strip("/")
+        db = int(database) if database.isdigit() and parts.scheme != "unix" else 0
+        return Topology(standalone_url=clean, options=query, db=db, **common)
     if parts.scheme.lower() == "unix":
         raise ValueError(f"a {mode} Redis is reached over TCP, not a unix:// socket")
     userinfo, at, netloc = parts.netloc.rpartition("@")
@@ -220,14 +226,33 @@ def build_client(settings: RedisSettings, url: str, options: dict[str, Any]) -> 
         top.master_name,
         redis_class=_SentinelPrimary,
         connection_pool_class=_BlockingSentinelPool,
+        connection_class=_SentinelSSLConnection if top.tls else _SentinelConnection,
         db=top.db,
-        **{k: v for k, v in options.items() if k not in ("db",)},
+        **{k: v for k, v in options.items() if k not in ("db", "ssl")},
     )
     return primary
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """A Sentinel pool that waits for a free connection, as the standalone one does."""
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the sentinels where it is each time it (re)connects.
+
+    redis-py's own reconnects a dropped connection to the address it had (``send_command``
+    calls ``connect_check_health`` directly, not the Sentinel-aware ``connect``), so after a
+    failover it kept knocking at the dead primary.
+    """
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> Any:
+        if not self.is_connected and retry_socket_connect:  # (connect_to passes False: a fresh address)
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+
+class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+    """:class:`_SentinelConnection` over TLS."""
 
 
 class _SentinelPrimary(Redis):
@@ -238,3 +263,39 @@ class _SentinelPrimary(Redis):
         pool = self.connection_pool
         assert isinstance(pool, SentinelConnectionPool)
         await pool.sentinel_manager.aclose()
+
+
+class ClusterScript(AsyncScript):
+    """A script that can also be queued on a cluster pipeline or transaction.
+
+    redis-py refuses ``evalsha()`` and ``Script(client=pipeline)`` on a cluster pipeline (it
+    could not load a missing script in the middle), not the raw ``EVALSHA`` command: so the
+    script is loaded on every primary (``SCRIPT LOAD``) the first time, then queued raw.
+    """
+
+    def __init__(self, client: RedisCluster, script: AsyncScript) -> None:
+        super().__init__(client, script.script)
+        self.cluster = client
+        self._loaded = False
+
+    async def __call__(
+        self,
+        keys: Sequence[KeyT] | None = None,
+        args: Iterable[EncodableT] | None = None,
+        client: Any = None,
+    ) -> Any:
+        if not isinstance(client, ClusterPipeline):
+            return await super().__call__(keys, args, client)
+        if not self._loaded:
+            self.sha = await self.cluster.script_load(self.script)
+            self._loaded = True
+        keys = list(keys or [])
+        return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *(args or []))
+
+
+def for_cluster(scripts: object, client: Client) -> None:
+    """On a cluster client, make every script attribute of ``scripts`` a :class:`ClusterScript`."""
+    if isinstance(client, RedisCluster):
+        for name, script in list(vars(scripts).items()):
+            if isinstance(script, AsyncScript):
+                setattr(scripts, name, ClusterScript(client, script))
