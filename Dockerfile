@@ -29,10 +29,10 @@ WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
 # The package directories are empty stand-ins here; the real sources follow.
 COPY pyproject.toml README.md ./
-RUN mkdir -p floxide/distributed floxide/redis operator worker \
+RUN mkdir -p floxide/distributed floxide/redis floxide/ui operator worker \
     && touch floxide/__init__.py floxide/distributed/__init__.py floxide/redis/__init__.py \
-             operator/__init__.py worker/__init__.py \
-    && pip install '.[operator]' \
+             floxide/ui/__init__.py operator/__init__.py worker/__init__.py \
+    && pip install '.[operator,ui]' \
     && pip uninstall --yes floxide \
     && rm -rf floxide operator worker build
 
@@ -44,7 +44,7 @@ COPY worker ./worker
 # packages (the operator's handlers and the worker process among them), so an undeclared dependency
 # fails the build; it runs outside /src, whose operator/ directory would shadow the standard
 # library's operator module.
-RUN pip install --no-deps '.[operator]' \
+RUN pip install --no-deps '.[operator,ui]' \
     && cd / \
     && floxide --version \
     && python3 -m floxide.importcheck floxide floxide_operator floxide_worker
@@ -64,8 +64,12 @@ LABEL org.opencontainers.image.title="floxide" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="Floxide for Python"
 
+# Graphviz lays out the dashboard's run pictures (`floxide ui`, `floxide graph --run`).
 # A fixed, numeric, unprivileged user: Kubernetes' runAsNonRoot can verify it from the image.
-RUN echo 'floxide:x:10001:10001:floxide:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends graphviz \
+    && rm -rf /var/lib/apt/lists/* \
+    && echo 'floxide:x:10001:10001:floxide:/tmp:/usr/sbin/nologin' >> /etc/passwd \
     && echo 'floxide:x:10001:' >> /etc/group \
     && mkdir -p /app
 
@@ -81,7 +85,7 @@ ENV VIRTUAL_ENV=/opt/floxide \
 WORKDIR /app
 USER 10001:10001
 
-# 8080: kopf's /healthz (operator). 9090: /metrics (operator and workers), /healthz and /readyz (workers).
+# 8080: kopf's /healthz (operator), the dashboard (`floxide ui --host 0.0.0.0`). 9090: /metrics (operator and workers), /healthz and /readyz (workers).
 EXPOSE 8080 9090
 
 ENTRYPOINT ["floxide"]

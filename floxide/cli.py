@@ -68,6 +68,7 @@ app = typer.Typer(
 EXTENSIONS: tuple[str, ...] = (
     "floxide.cli_schedule",
     "floxide.cli_distributed",
+    "floxide.cli_ui",
     "floxide.cli_graph",
     "floxide.cli_runs",
     "floxide.cli_runlimit",
