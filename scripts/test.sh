@@ -23,6 +23,13 @@ if ! command -v dot >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq graphviz >/dev/null
 fi
 
+# The dashboard's browser tests (tests/ui/test_browser.py) drive Debian's Chromium through
+# Playwright (the PyPI package, given this Chromium; its own browser downloads are not used).
+if ! command -v chromium >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 bash scripts/install-helm.sh
 
 # The cluster tier's real control plane: etcd, kube-apiserver, kube-controller-manager (and kubectl),
