@@ -3,10 +3,18 @@
 #
 #   docker build -t floxide:0.1.0 .
 #   docker build --build-arg BASE_IMAGE=registry.example.com/python:3.11-slim -t floxide:0.1.0 .
+#   docker build --build-arg BASE_IMAGE=python:3.11-slim@sha256:<digest> -t floxide:0.1.0 .
 #
 # BASE_IMAGE is used by both stages (the venv's interpreter must be the final stage's), so the image
-# also builds from a mirrored or pre-pulled base. It must be a Debian-like Python 3.11+ image with
-# python3 at the same path in both stages.
+# also builds from a mirrored or pre-pulled base. It must be a Debian-like Python 3.11 image (the
+# lock below is compiled for 3.11) with python3 at the same path in both stages. For a build that
+# does not move when the tag does, pin the base by digest as above (`docker buildx imagetools
+# inspect python:3.11-slim` prints the current one).
+#
+# Dependencies come from requirements/image.txt only: every package pinned to one version and
+# installed with --require-hashes, so a changed or substituted file on the index fails the build.
+# scripts/lock-image.sh regenerates it from pyproject.toml (tests/packaging/test_image_lock.py
+# checks that the two agree).
 #
 # The final stage holds the base image and the venv only: no compiler, no build tools, no sources.
 # It runs as the unprivileged user 10001:10001 and writes nothing outside /tmp, so it works with a
@@ -26,25 +34,25 @@ ENV PATH=/opt/floxide/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
-# The package directories are empty stand-ins here; the real sources follow.
-COPY pyproject.toml README.md ./
-RUN mkdir -p floxide/distributed floxide/redis floxide/ui operator worker \
-    && touch floxide/__init__.py floxide/distributed/__init__.py floxide/redis/__init__.py \
-             floxide/ui/__init__.py operator/__init__.py worker/__init__.py \
-    && pip install '.[operator,ui]' \
-    && pip uninstall --yes floxide \
-    && rm -rf floxide operator worker build
+# Dependencies first, in their own layer: it is rebuilt only when the lock changes. The lock is
+# complete (pip-compile resolved it for floxide[operator,ui]), so --no-deps installs exactly it.
+COPY requirements/image.txt ./requirements/image.txt
+RUN pip install --require-hashes --no-deps -r requirements/image.txt
 
+COPY pyproject.toml README.md ./
 COPY floxide ./floxide
 COPY operator ./operator
 COPY worker ./worker
-# No dependency changes here (--no-deps); pip byte-compiles the installed modules, so a read-only
-# root filesystem never needs a __pycache__ write. The smoke test imports every module of the three
-# packages (the operator's handlers and the worker process among them), so an undeclared dependency
-# fails the build; it runs outside /src, whose operator/ directory would shadow the standard
-# library's operator module.
-RUN pip install --no-deps '.[operator,ui]' \
+# No dependency changes here (--no-deps), and the build uses the locked setuptools and wheel
+# (--no-build-isolation), removed afterwards: the final image holds no build tools. pip
+# byte-compiles the installed modules, so a read-only root filesystem never needs a __pycache__
+# write. `pip check` fails on a dependency the lock lacks; the smoke test imports every module of
+# the three packages (the operator's handlers and the worker process among them), so an undeclared
+# dependency fails the build; it runs outside /src, whose operator/ directory would shadow the
+# standard library's operator module.
+RUN pip install --no-deps --no-build-isolation . \
+    && pip uninstall --yes setuptools wheel \
+    && pip check \
     && cd / \
     && floxide --version \
     && python3 -m floxide.importcheck floxide floxide_operator floxide_worker
