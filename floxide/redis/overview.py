@@ -86,28 +86,30 @@ class Overview:
         offset: int = 0,
         limit: int = 50,
     ) -> RunPage:
-        """Runs ``offset .. offset + limit`` of ``workflows``, newest first."""
-        ids: list[list[tuple[float, str, str, str]]] = []
+        """Runs ``offset .. offset + limit`` of ``workflows``, newest first (ties by namespace, workflow, id).
+
+        Without a status filter a page is the runs at those places of the run indexes: only
+        their records are read (a run that expired since is left out, so a page may come
+        short). With one, records are read from the newest on, a batch at a time, until the
+        page is full.
+        """
         async with self.client.pipeline(transaction=False) as pipe:
             for ns, wf in workflows:
                 pipe.zrevrange(KeySpace(ns, wf).runs, 0, -1, withscores=True)
             replies = await pipe.execute()
-        for (ns, wf), reply in zip(workflows, replies, strict=True):
-            ids.append([(-float(score), ns, wf, str(run_id)) for run_id, score in reply])
-        ordered = list(heapq.merge(*ids))
-        wanted = offset + limit + 1
+        ordered = sorted(
+            (-float(score), ns, wf, str(run_id))
+            for (ns, wf), reply in zip(workflows, replies, strict=True)
+            for run_id, score in reply
+        )
+        if status is None:
+            runs = await self._read(ordered[offset : offset + limit], None)
+            return RunPage(runs=runs, more=len(ordered) > offset + limit)
         found: list[RunEntry] = []
         for start in range(0, len(ordered), _BATCH):
-            if status is None and start + _BATCH <= offset:
-                continue  # without a filter the page's position is known: skip to it
             found += await self._read(ordered[start : start + _BATCH], status)
-            if len(found) >= wanted or (status is None and start + _BATCH >= wanted):
+            if len(found) > offset + limit:
                 break
-        if status is None:
-            skipped = (offset // _BATCH) * _BATCH
-            found = found[offset - skipped :] if offset >= skipped else found
-            runs = found[:limit]
-            return RunPage(runs=runs, more=len(found) > limit)
         return RunPage(runs=found[offset : offset + limit], more=len(found) > offset + limit)
 
     async def _read(

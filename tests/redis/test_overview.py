@@ -35,7 +35,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 async def _fake_runs(
     redis: Redis, namespace: str, workflow: str, count: int, *, every: int
 ) -> list[tuple[datetime, str, str, str, RunStatus]]:
-    """``count`` run records of ``workflow``, one every ``every`` s: ``(created, ns, wf, id, status)`` each."""
+    """``count`` run records of ``workflow``, one every ``every`` s: ``(created, ns, wf, id, status)``."""
     keys = KeySpace(namespace, workflow)
     made = []
     async with redis.pipeline(transaction=False) as pipe:
