@@ -1,7 +1,11 @@
-"""Distributed throughput on Redis: Floxide workers beside a raw Streams loop and Celery.
+"""Distributed throughput on Redis: Floxide workers beside raw Streams loops and Celery.
 
 One private ``redis-server`` (a free port, never 6379; no persistence) and, for each
-system, ``--workers`` worker processes. Two shapes, measured in the same run, side by side:
+system, ``--workers`` worker processes. Four systems: Floxide; the batched raw loop, the
+floor a user would write (each worker reads up to 100 entries with one ``XREADGROUP``,
+processes them, then stores every result and ``XACK``s every id in one pipeline; the
+benchmark adds the entries pipelined); the unbatched raw loop (one pipeline per entry);
+Celery. Two shapes, measured in the same run, side by side:
 
 * **fan-out + join**: ``n`` no-op items and a join. Floxide: ``split`` (``NextAll(range(n))``)
   -> ``noop`` -> ``join(noop, collect)``; raw Streams: the benchmark XADDs ``n`` entries, the
@@ -14,8 +18,9 @@ system, ``--workers`` worker processes. Two shapes, measured in the same run, si
   ``XACK``s; Celery: a ``chain`` of no-op tasks. Figures: milliseconds per step, steps/s.
 
 Each system is warmed up, then each measurement is repeated ``--repeat`` times, the
-systems taking turns, and the median is reported. Targets: fan-out at least 50% of the raw
-loop and 3x Celery; chain latency per step at most 2x the raw loop.
+systems taking turns, and the median is reported. Targets: fan-out at least 30% of the
+batched raw loop and 3x Celery; chain latency per step at most 2x the batched raw loop;
+Floxide's worker CPU at most 80 us per item; at most 1.1 round trips per item.
 
 Also printed: CPU time per item (workers, redis-server, this process), Redis commands per
 item from ``INFO commandstats`` deltas (every command Redis executed, inside Lua scripts
@@ -68,13 +73,23 @@ from benchmarks import _celery_app as tasks
 from benchmarks import redis_raw_worker as raw
 from benchmarks import redis_workflows as flows
 from benchmarks.redis_processes import ROOT, SERVER, Processes, free_port
-from benchmarks.redis_report import CHAIN, FANOUT, SYSTEMS, Results, Sample, profile_report, report
+from benchmarks.redis_report import (
+    BATCHED,
+    CHAIN,
+    FANOUT,
+    SYSTEMS,
+    Results,
+    Sample,
+    profile_report,
+    report,
+)
 from floxide.distributed import DistributedOrchestrator
 from floxide.redis import RedisBackend
 
 NAMESPACE = "bench"
 TARGETS = {FANOUT: "benchmarks.redis_workflows:fanout", CHAIN: "benchmarks.redis_workflows:chain"}
 POLL = 0.005  # seconds between this process's checks for the end of a run
+BATCH_COUNT = 100  # entries one XREADGROUP of the batched raw loop reads
 RUN_TIMEOUT = 120.0  # seconds one run may take
 IGNORED = {"info", "client|list", "monitor"}  # the benchmark's own bookkeeping
 MONITOR_LINE = re.compile(r'^\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]*)"(?: "([^"]*)")?')
@@ -141,6 +156,12 @@ class Bench:
             self._start(
                 "raw Streams", f"raw-{i}", f"benchmarks/redis_raw_worker.py --redis {url} --count {c}"
             )
+        for i in range(k if BATCHED in systems else 0):
+            self._start(
+                BATCHED,
+                f"rawb-{i}",
+                f"benchmarks/redis_raw_worker.py --redis {url} --count {BATCH_COUNT} --batched",
+            )
         for i in range(k if "Celery" in systems else 0):
             options = "--pool=solo --without-gossip --without-mingle --without-heartbeat --loglevel=WARNING"
             celery = f"-m celery -A benchmarks._celery_app -b {url} --result-backend {url} worker {options}"
@@ -150,6 +171,9 @@ class Bench:
                 await self._until(functools.partial(self._live, backend, k), f"{k} Floxide {shape} workers")
         if "raw Streams" in systems:
             await self._until(self._sync(lambda: int(self.sync.get(raw.READY) or 0) >= k), f"{k} raw workers")
+        if BATCHED in systems:
+            ready = self._sync(lambda: int(self.sync.get(raw.BATCHED_READY) or 0) >= k)
+            await self._until(ready, f"{k} batched raw workers")
         if "Celery" in systems:
             ready = self._sync(lambda: len(self.celery.control.ping(timeout=0.5)) >= k)
             await self._until(ready, f"{k} Celery workers")
@@ -203,7 +227,12 @@ class Bench:
         )
 
     async def measure(self, system: str, shape: str, size: int) -> Sample:
-        run = {"Floxide": self._floxide, "raw Streams": self._raw, "Celery": self._celery}[system]
+        run = {
+            "Floxide": self._floxide,
+            "raw Streams": self._raw,
+            BATCHED: functools.partial(self._raw, batched=True),
+            "Celery": self._celery,
+        }[system]
         before = await self.snapshot(system)
         items, seconds = await run(shape, size)
         after = await self.snapshot(system)
@@ -239,18 +268,19 @@ class Bench:
         self.processed[shape] += items
         return items, datetime.fromisoformat(finished).timestamp() - started
 
-    async def _raw(self, shape: str, size: int) -> tuple[int, float]:
+    async def _raw(self, shape: str, size: int, *, batched: bool = False) -> tuple[int, float]:
         """XADD the entries (one pipeline) or the first step; the last worker writes the end time."""
         run = uuid.uuid4().hex
+        fan, chain = (raw.BATCHED_FAN, raw.BATCHED_CHAIN) if batched else (raw.FAN, raw.CHAIN)
         started = time.time()
         if shape == FANOUT:
             pipe = self.sync.pipeline(transaction=False)
             for i in range(size):
-                pipe.xadd(raw.FAN, {"run": run, "total": size, "i": i})
+                pipe.xadd(fan, {"run": run, "total": size, "i": i})
             pipe.execute()
         else:
-            self.sync.xadd(raw.CHAIN, {"run": run, "n": size})
-        key = raw.finished_key(raw.FAN if shape == FANOUT else raw.CHAIN, run)
+            self.sync.xadd(chain, {"run": run, "n": size})
+        key = raw.finished_key(fan if shape == FANOUT else chain, run)
         deadline = time.monotonic() + RUN_TIMEOUT
         while True:
             finished = self.sync.get(key)
@@ -383,7 +413,8 @@ def _header(args: argparse.Namespace, b: Bench) -> str:
         f"Python {platform.python_version()}, redis-py {redis.__version__}, celery {version('celery')}, "
         f"{os.cpu_count()} CPUs; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"{args.workers} worker processes per system: Floxide `python -m floxide_worker --concurrency "
-        f"{args.concurrency}`, raw loop XREADGROUP COUNT {args.concurrency}, Celery --pool=solo (prefetch 4)",
+        f"{args.concurrency}`, raw loop XREADGROUP COUNT {args.concurrency}, batched raw loop COUNT "
+        f"{BATCH_COUNT}, Celery --pool=solo (prefetch 4)",
     ])  # fmt: skip
 
 

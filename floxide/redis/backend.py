@@ -26,9 +26,7 @@ pipeline reading the run's status and context, and the commit script.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -43,10 +41,12 @@ from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.protocols import Commit, Handoff, StepInput
 from floxide.errors import FloxideError
 from floxide.redis.clients import Client, for_cluster
+from floxide.redis.commits import GroupCommit
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
-from floxide.redis.limits import RedisLimiter
 from floxide.redis.keys import GROUP, KeySpace, RunKeys
+from floxide.redis.limits import RedisLimiter
+from floxide.redis.priority import Classes, by_class
 from floxide.redis.queue import StreamQueue, stream_id
 from floxide.redis.replicas import WaitingScript
 from floxide.redis.runqueue import RunQueue
@@ -109,6 +109,7 @@ class RedisBackend:
                     getattr(self.scripts, name), client, replicas=wait_replicas, timeout_ms=wait_timeout_ms
                 )
                 setattr(self.scripts, name, script)
+        self._group = GroupCommit(self)
         self._group_ready = False
         self._reclaim_cursor = "-"
         self.queue = StreamQueue(self)
@@ -159,6 +160,9 @@ class RedisBackend:
 
     async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
         _check_id(run.run_id)
+        if run.priority != self.keys.priority:  # the run's class has a queue of its own
+            await self.classes.record(run.priority)
+            return await self.classes.of(run.priority).start_run(run, item, context)
         await self.ensure_group()
         if await self.run_queue.limit() is not None:  # it waits Queued for a slot (floxide.redis.runqueue)
             return await self.run_queue.submit(run, item, context)
@@ -327,6 +331,7 @@ class RedisBackend:
             ],
         )
 
+    @by_class
     async def fail(self, claim: Claim, error: ErrorRecord) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)

@@ -1,179 +1,184 @@
--- commit.lua: apply one finished step atomically, then acknowledge it.
+-- commit.lua: apply a group of finished steps of one workflow atomically, acknowledge them, and
+-- (the hand-off) claim the next new entries of the stream for the worker that committed them.
 --
--- KEYS[1]  stream        the workflow's work stream
--- KEYS[2]  run           run hash (status, counters, output, ...)
--- KEYS[3]  done          set of committed item ids (the idempotency marker)
--- KEYS[4]  items         hash item_id -> item state JSON
--- KEYS[5]  frames        hash frame_id -> live count ("" is the run itself)
--- KEYS[6]  fparent       hash frame_id -> parent frame id
--- KEYS[7]  fscope        hash frame_id -> scope JSON of the frame's successors-to-be
--- KEYS[8]  outputs       list of terminal outputs (JSON)
--- KEYS[9]  metrics       hash "<node>:<counter>" -> number
--- KEYS[10] parked        list of items held while the run is paused or failed
--- KEYS[11] ctx           hash context field -> JSON
--- KEYS[12] errors, KEYS[13] failed: only expired with the run
--- KEYS[14] fjoins        hash frame_id -> comma-separated joins that fire when the frame closes
--- KEYS[15 .. 14+F]       inbox hash of each frame of ARGV's frame list, in order
--- KEYS[15+F ..]          context keys of list/set/dict fields, referenced by index from ARGV ops
+-- KEYS[1]      stream     the workflow's work stream
+-- KEYS[2 ..]   the keys of each run of the group, in one block per run starting at the run's
+--              index k (ARGV's run list): k run hash, k+1 done (committed item ids), k+2 items
+--              (item id -> state JSON), k+3 frames (frame id -> live count, "" is the run itself),
+--              k+4 fparent (frame id -> parent), k+5 fscope (frame id -> scope JSON of its
+--              successors-to-be), k+6 outputs (list of terminal outputs), k+7 metrics
+--              ("<node>:<counter>" -> number), k+8 parked (items held while the run is paused or
+--              failed), k+9 ctx (context field -> JSON), k+10 errors and k+11 failed (only expired
+--              with the run), k+12 fjoins (frame id -> comma-separated joins that fire when the
+--              frame closes)
+-- KEYS[...]    then the join inbox of every frame the group's steps touch and the runs' context
+--              keys of list/set/dict fields, each run listing the indexes of its own (x)
 --
--- ARGV (read in order): group, delivery, run_id, item_id, node, attempt, index, F, frame ids x F
--- (outermost first; the item's own frame is the last unless an opened frame follows),
--- opened ("" for none), item scope JSON, the opened frame's joins (comma-separated), children count,
--- C, (node, item JSON) x C,
--- A, (join node, value JSON) x A, O, output JSON x O, P, ops x P, now (ISO), seconds,
--- ttl seconds, workflow name, consumer ("" for none), state wanted ("1"/"0").
--- An op is: kind, field, key index (into KEYS, 0 for none), n, then n values.
--- Kinds: set, incr, incrf, max, min, append, union, update, delete, cas (expected, value).
+-- ARGV[1]: one JSON document (cjson), so that the client encodes one argument, not ~50:
+--   {g: group, now: ISO time, ttl: seconds, wf: workflow name,
+--    c: consumer of the hand-off ("" for none), n: entries to claim for it,
+--    st: also tell the state of a claimed entry's run when that run is in the group (bool),
+--    runs: [{id: run id, k: index of its run hash, x: [indexes of its other keys],
+--           ib: {frame id: inbox key index}}],
+--    s: [step]}
+--   step: {r: index in runs, d: delivery (entry id), i: item id, nd: node, a: attempt,
+--    x: the item's index in its frame, f: the item's frame ("" for the run), o: the frame the step
+--    opens ("" for none), sc: the opened frame's scope JSON, j: the opened frame's joins
+--    (comma-separated), ch: children count, su: [[node, item JSON]] successors,
+--    ar: [[join node, value JSON]] arrivals, ou: [output JSON], t: seconds (string),
+--    op: [[kind, field, key index (0 for none), [values]]] context deltas}
+--   Kinds: set, incr, incrf, max, min, append, union, update, delete, cas (expected, value).
 --
--- The fence: a step of a run that is gone (deleted, or expired) or Cancelled changes nothing;
--- its entry is only acknowledged (and the hand-off still claims the next entry, whatever run
--- it belongs to).
+-- Each step, in order: a step whose item is committed already (a re-delivery) is only
+-- acknowledged ("duplicate"); the fence: a step of a run that is gone (deleted, or expired) or
+-- Cancelled writes nothing but its acknowledgement ("gone", "cancelled"); a step whose
+-- compare-and-set op finds another value is not applied, not acknowledged ("conflict:<field>");
+-- else it is applied ("ok"). Writes the group's steps share are made once: one XACK, per run one
+-- SADD, one HSET of item states, one HINCRBY per counter, one HSET per join inbox, one HINCRBY
+-- per frame (a frame's count only changes by the net of its steps, which reaches 0 exactly when
+-- its last unit ends, whatever the order).
 --
--- Returns "duplicate", "gone", "cancelled", "conflict:<field>", "ok" or "finished". With a
--- consumer (the hand-off), the script also claims the next new entry of the stream for it and
--- returns {result, entry id, item JSON, status, deadline, interrupt}: the last three (what
--- step_input.lua tells) only when the state is wanted and the entry belongs to this run,
--- else {result, entry id, item JSON}, or {result} when the stream has nothing new.
+-- Returns {{result per step}, claimed entry...}: an entry is {entry id, item JSON} or, when the
+-- state is wanted and its run is in the group, {entry id, item JSON, status, deadline, interrupt}.
 
-local pos = 0
-local function arg() pos = pos + 1; return ARGV[pos] end
+local doc = cjson.decode(ARGV[1])
+local stream, group = KEYS[1], doc.g
+local runs, steps = doc.runs, doc.s
+local by_id = {}
 
-local group, delivery, run_id, item_id, node = arg(), arg(), arg(), arg(), arg()
-local attempt, index = arg(), tonumber(arg())
-local nframes = tonumber(arg())
-local frames, inbox = {}, {}
-for i = 1, nframes do
-  local f = arg()
-  frames[i] = f
-  inbox[f] = KEYS[14 + i]
+local function state(id, node, status, attempt)
+  return cjson.encode({item_id = id, node = node, status = status, attempt = attempt})
 end
-local opened = arg()
-local item_scope = arg()
-local frame_joins = arg()
-local children = tonumber(arg())
-local succ = {}
-for i = 1, tonumber(arg()) do succ[i] = {arg(), arg()} end
-local arrivals = {}
-for i = 1, tonumber(arg()) do arrivals[i] = {arg(), arg()} end
-local outputs = {}
-for i = 1, tonumber(arg()) do outputs[i] = arg() end
-local ops = {}
-for i = 1, tonumber(arg()) do
-  local op = {kind = arg(), field = arg(), key = tonumber(arg()), values = {}}
-  for j = 1, tonumber(arg()) do op.values[j] = arg() end
-  ops[i] = op
-end
-local now, seconds, ttl, workflow = arg(), arg(), tonumber(arg()), arg()
-local consumer, want_state = arg() or '', arg() or '0'
-
--- The hand-off: claim the next new entry for the consumer that just committed (its next step
--- then needs no XREADGROUP of its own, and for the same run no step_input.lua either).
-local function handoff(result)
-  if consumer == '' then return result end
-  local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', KEYS[1], '>')
-  if not reply then return {result} end
-  local entry = reply[1][2][1]
-  local json = nil
-  for i = 1, #entry[2], 2 do
-    if entry[2][i] == 'item' then json = entry[2][i + 1] end
-  end
-  if json == nil then return {result} end
-  if want_state ~= '1' or string.match(json, '"run_id":"([^"]*)"') ~= run_id then
-    return {result, entry[1], json}
-  end
-  local status = redis.call('HGET', KEYS[2], 'status')
-  local next_id = string.match(json, '"item_id":"([^"]*)"')
-  if status == 'Running' and redis.call('SISMEMBER', KEYS[3], next_id) == 0 then
-    redis.call('HSET', KEYS[4], next_id, '{"item_id":"' .. next_id .. '","node":"' ..
-      string.match(json, '"node":"([^"]*)"') .. '","status":"Running","attempt":' ..
-      string.match(json, '"attempt":(%d+)') .. '}')
-  end
-  return {result, entry[1], json, status or false, redis.call('HGET', KEYS[2], 'deadline') or false,
-    redis.call('HGET', KEYS[2], 'interrupt') or '0'}
-end
-
-if redis.call('SISMEMBER', KEYS[3], item_id) == 1 then
-  redis.call('XACK', KEYS[1], group, delivery)
-  return handoff('duplicate')
-end
-local status = redis.call('HGET', KEYS[2], 'status')
-if not status or status == 'Cancelled' then
-  redis.call('XACK', KEYS[1], group, delivery)
-  return handoff(status and 'cancelled' or 'gone')
-end
-for _, op in ipairs(ops) do
-  if op.kind == 'cas' then
-    local current = redis.call('HGET', KEYS[11], op.field) or ''
-    if current ~= op.values[1] then return 'conflict:' .. op.field end
+local function add(tbl, key, n) tbl[key] = (tbl[key] or 0) + n end
+local function pad(n) return string.format('%010d', n) end
+-- one command for a list of values, in chunks of 1,000 (unpack is bounded by Lua's C stack;
+-- 1,000 is even: field/value pairs stay whole)
+local function call_all(command, prefix, values)
+  for first = 1, #values, 1000 do
+    local args = {unpack(prefix)}
+    for i = first, math.min(first + 999, #values) do args[#args + 1] = values[i] end
+    redis.call(command, unpack(args))
   end
 end
 
-redis.call('SADD', KEYS[3], item_id)
-redis.call('XACK', KEYS[1], group, delivery)
+for _, run in ipairs(runs) do
+  local k = run.k
+  run.info, run.done, run.items, run.frames, run.fparent, run.fscope = KEYS[k], KEYS[k + 1], KEYS[k + 2],
+    KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  run.outputs, run.metrics, run.parked, run.ctx, run.fjoins = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8],
+    KEYS[k + 9], KEYS[k + 12]
+  run.ids, run.fresh, run.states, run.order = {}, {}, {}, {}
+  run.counts, run.seconds, run.deltas, run.succ, run.closers = {}, {}, {}, {}, {}
+  run.applied = 0
+  by_id[run.id] = run
+end
+for _, s in ipairs(steps) do
+  local run = runs[s.r]
+  run.ids[#run.ids + 1] = s.i
+end
+for _, run in ipairs(runs) do
+  local got = redis.call('HMGET', run.info, 'status', 'deadline', 'interrupt')
+  run.status, run.deadline, run.interrupt = got[1], got[2], got[3] or '0'
+  run.committed = {}
+  local flags = redis.call('SMISMEMBER', run.done, unpack(run.ids))
+  for i, id in ipairs(run.ids) do
+    if flags[i] == 1 then run.committed[id] = true end
+  end
+end
 
--- context deltas
-for _, op in ipairs(ops) do
-  local k, v = op.kind, op.values
-  if k == 'set' or k == 'cas' then
-    redis.call('HSET', KEYS[11], op.field, v[#v])
-  elseif k == 'incr' then
-    redis.call('HINCRBY', KEYS[11], op.field, v[1])
-  elseif k == 'incrf' then
-    redis.call('HINCRBYFLOAT', KEYS[11], op.field, v[1])
-  elseif k == 'max' or k == 'min' then
-    local cur = tonumber(redis.call('HGET', KEYS[11], op.field) or '')
-    local new = tonumber(v[1])
-    if cur == nil or (k == 'max' and new > cur) or (k == 'min' and new < cur) then
-      redis.call('HSET', KEYS[11], op.field, v[1])
+local results, acks, inboxes, inbox_order, opened_empty = {}, {}, {}, {}, {}
+local function arrive(key, field, value)
+  local list = inboxes[key]
+  if not list then list = {}; inboxes[key] = list; inbox_order[#inbox_order + 1] = key end
+  list[#list + 1] = field
+  list[#list + 1] = value
+end
+
+local function apply_ops(run, ops)
+  for _, op in ipairs(ops) do
+    local kind, field, key, v = op[1], op[2], KEYS[op[3]], op[4]
+    if kind == 'set' or kind == 'cas' then
+      redis.call('HSET', run.ctx, field, v[#v])
+    elseif kind == 'incr' then
+      redis.call('HINCRBY', run.ctx, field, v[1])
+    elseif kind == 'incrf' then
+      redis.call('HINCRBYFLOAT', run.ctx, field, v[1])
+    elseif kind == 'max' or kind == 'min' then
+      local cur = tonumber(redis.call('HGET', run.ctx, field) or '')
+      local new = tonumber(v[1])
+      if cur == nil or (kind == 'max' and new > cur) or (kind == 'min' and new < cur) then
+        redis.call('HSET', run.ctx, field, v[1])
+      end
+    elseif kind == 'append' then
+      call_all('RPUSH', {key}, v)
+    elseif kind == 'union' then
+      call_all('SADD', {key}, v)
+    elseif kind == 'update' then
+      call_all('HSET', {key}, v)
+    elseif kind == 'delete' then
+      call_all('HDEL', {key}, v)
     end
-  elseif k == 'append' then
-    for _, x in ipairs(v) do redis.call('RPUSH', KEYS[op.key], x) end
-  elseif k == 'union' then
-    for _, x in ipairs(v) do redis.call('SADD', KEYS[op.key], x) end
-  elseif k == 'update' then
-    for j = 1, #v, 2 do redis.call('HSET', KEYS[op.key], v[j], v[j + 1]) end
-  elseif k == 'delete' then
-    for _, x in ipairs(v) do redis.call('HDEL', KEYS[op.key], x) end
   end
 end
 
--- metrics, outputs, this item's state
-redis.call('HINCRBY', KEYS[9], node .. ':completed', 1)
-redis.call('HINCRBYFLOAT', KEYS[9], node .. ':seconds', seconds)
-for _, out in ipairs(outputs) do
-  redis.call('RPUSH', KEYS[8], out)
-  if redis.call('HSETNX', KEYS[2], 'output', out) == 1 then redis.call('HSET', KEYS[2], 'has_output', '1') end
-end
-redis.call('HSET', KEYS[4], item_id,
-  '{"item_id":"' .. item_id .. '","node":"' .. node .. '","status":"Completed","attempt":' .. attempt .. '}')
-
--- frames and joins
-local frame = frames[#frames]
-if opened ~= '' then frame = frames[#frames - 1] end
-local pad = function(n) return string.format('%010d', n) end
-if opened ~= '' then
-  redis.call('HSET', KEYS[5], opened, children)
-  redis.call('HSET', KEYS[6], opened, frame)
-  redis.call('HSET', KEYS[7], opened, item_scope)
-  if frame_joins ~= '' then redis.call('HSET', KEYS[14], opened, frame_joins) end
-  redis.call('HINCRBY', KEYS[5], frame, 1)
-  for i, a in ipairs(arrivals) do
-    redis.call('HSET', inbox[opened], a[1] .. '\31' .. pad(i - 1) .. '\31' .. item_id, a[2])
+local function conflict(run, ops)
+  for _, op in ipairs(ops) do
+    if op[1] == 'cas' and (redis.call('HGET', run.ctx, op[2]) or '') ~= op[4][1] then return op[2] end
   end
-else
-  redis.call('HINCRBY', KEYS[5], frame, children)
-  for _, a in ipairs(arrivals) do
-    redis.call('HSET', inbox[frame], a[1] .. '\31' .. pad(index) .. '\31' .. item_id, a[2])
+  return nil
+end
+
+for n, s in ipairs(steps) do
+  local run = runs[s.r]
+  local field = conflict(run, s.op)
+  if run.committed[s.i] then
+    results[n] = 'duplicate'
+  elseif not run.status or run.status == 'Cancelled' then
+    results[n] = run.status and 'cancelled' or 'gone'
+  elseif field then
+    results[n] = 'conflict:' .. field
+  else
+    results[n] = 'ok'
+    run.committed[s.i] = true
+    run.fresh[#run.fresh + 1] = s.i
+    run.applied = run.applied + 1
+    apply_ops(run, s.op)
+    add(run.counts, s.nd .. ':completed', 1)
+    add(run.seconds, s.nd .. ':seconds', tonumber(s.t))
+    for _, out in ipairs(s.ou) do
+      redis.call('RPUSH', run.outputs, out)
+      if redis.call('HSETNX', run.info, 'output', out) == 1 then redis.call('HSET', run.info, 'has_output', '1') end
+    end
+    run.states[s.i] = state(s.i, s.nd, 'Completed', s.a)
+    if s.o ~= '' then
+      -- the opened frame counts its children; in the item's frame it replaces the item (net 0)
+      redis.call('HSET', run.frames, s.o, s.ch)
+      redis.call('HSET', run.fparent, s.o, s.f)
+      redis.call('HSET', run.fscope, s.o, s.sc)
+      if s.j ~= '' then redis.call('HSET', run.fjoins, s.o, s.j) end
+      for i, a in ipairs(s.ar) do arrive(KEYS[run.ib[s.o]], a[1] .. '\31' .. pad(i - 1) .. '\31' .. s.i, a[2]) end
+      if s.ch == 0 then opened_empty[#opened_empty + 1] = {run, s.o, s.i} end
+    else
+      if run.deltas[s.f] == nil then run.order[#run.order + 1] = s.f end
+      add(run.deltas, s.f, s.ch - 1)
+      run.closers[s.f] = s.i
+      for _, a in ipairs(s.ar) do arrive(KEYS[run.ib[s.f]], a[1] .. '\31' .. pad(s.x) .. '\31' .. s.i, a[2]) end
+    end
+    for _, su in ipairs(s.su) do run.succ[#run.succ + 1] = su end
+  end
+  if results[n] == 'ok' or results[n] == 'duplicate' or results[n] == 'cancelled' or results[n] == 'gone' then
+    acks[#acks + 1] = s.d
   end
 end
-redis.call('HINCRBY', KEYS[5], frame, -1)
 
-local fired = {}
-local run_done = false
-local function close(f)
+-- join inboxes, then frame counts: a frame whose count reaches 0 closes, firing its joins
+for _, key in ipairs(inbox_order) do call_all('HSET', {key}, inboxes[key]) end
+
+local function close(run, f, closer)
   while true do
-    local entries = redis.call('HGETALL', inbox[f])
-    redis.call('DEL', inbox[f])
+    local inbox = KEYS[run.ib[f]]
+    local entries = redis.call('HGETALL', inbox)
+    if #entries > 0 then redis.call('DEL', inbox) end
     local names, order = {}, {}
     for i = 1, #entries, 2 do
       local name = string.match(entries[i], '^([^\31]*)\31')
@@ -181,76 +186,133 @@ local function close(f)
       table.insert(order[name], {entries[i], entries[i + 1]})
     end
     if f ~= '' then
-      for name in string.gmatch(redis.call('HGET', KEYS[14], f) or '', '[^,]+') do
+      for name in string.gmatch(redis.call('HGET', run.fjoins, f) or '', '[^,]+') do
         if not order[name] then order[name] = {}; names[#names + 1] = name end
       end
-      redis.call('HDEL', KEYS[14], f)
+      redis.call('HDEL', run.fjoins, f)
     end
     table.sort(names)
     local parent_scope = '[]'
-    if f ~= '' then parent_scope = redis.call('HGET', KEYS[7], f) end
+    if f ~= '' then parent_scope = redis.call('HGET', run.fscope, f) end
     for _, name in ipairs(names) do
       local list = order[name]
       table.sort(list, function(a, b) return a[1] < b[1] end)
       local values = {}
       for i, e in ipairs(list) do values[i] = e[2] end
-      fired[#fired + 1] = {name, '{"run_id":"' .. run_id .. '","item_id":"j:' .. item_id .. ':' .. name ..
-        '","node":"' .. name .. '","attempt":1,"scope":' .. parent_scope .. ',"payload":[' ..
-        table.concat(values, ',') .. ']}'}
+      -- the stored scope and values are JSON already: spliced in, not decoded and encoded again
+      local head = cjson.encode({run_id = run.id, item_id = 'j:' .. closer .. ':' .. name, node = name, attempt = 1})
+      run.succ[#run.succ + 1] = {name, string.sub(head, 1, -2) .. ',"scope":' .. parent_scope ..
+        ',"payload":[' .. table.concat(values, ',') .. ']}'}
     end
     if f == '' then
-      redis.call('HSET', KEYS[5], '', #names)
-      run_done = (#names == 0)
+      redis.call('HSET', run.frames, '', #names)
+      run.ended = (#names == 0)
       return
     end
-    local parent = redis.call('HGET', KEYS[6], f)
-    redis.call('HDEL', KEYS[5], f)
-    redis.call('HDEL', KEYS[6], f)
-    redis.call('HDEL', KEYS[7], f)
-    if redis.call('HINCRBY', KEYS[5], parent, #names - 1) ~= 0 then return end
+    local parent = redis.call('HGET', run.fparent, f)
+    redis.call('HDEL', run.frames, f)
+    redis.call('HDEL', run.fparent, f)
+    redis.call('HDEL', run.fscope, f)
+    if redis.call('HINCRBY', run.frames, parent, #names - 1) ~= 0 then return end
     f = parent
   end
 end
-if opened ~= '' and children == 0 then close(opened) end
-if tonumber(redis.call('HGET', KEYS[5], frame) or '1') == 0 then close(frame) end
-for _, s in ipairs(fired) do succ[#succ + 1] = s end
+
+for _, run in ipairs(runs) do
+  for _, f in ipairs(run.order) do
+    local delta = run.deltas[f]
+    -- an unchanged count stays above 0: the group's steps were live in it
+    if delta ~= 0 and redis.call('HINCRBY', run.frames, f, delta) == 0 then close(run, f, run.closers[f]) end
+  end
+end
+for _, o in ipairs(opened_empty) do close(o[1], o[2], o[3]) end
 
 -- successors: queued while the run runs, parked while it is paused or failed, else (Completed) dropped
-local active = (status == 'Running' or status == 'Pending')
-local held = (status == 'Paused' or status == 'Failed')
-for _, s in ipairs(succ) do
-  local succ_node, json = s[1], s[2]
-  redis.call('HINCRBY', KEYS[9], succ_node .. ':created', 1)
-  local id = string.match(json, '"item_id":"([^"]*)"')
-  local state = 'Queued'
-  if active then
-    redis.call('XADD', KEYS[1], '*', 'item', json)
-  elseif held then
-    redis.call('RPUSH', KEYS[10], json)
-    state = 'Parked'
+local queued = {}
+for _, run in ipairs(runs) do
+  local active = (run.status == 'Running' or run.status == 'Pending')
+  local held = (run.status == 'Paused' or run.status == 'Failed')
+  local parked = {}
+  for _, s in ipairs(run.succ) do
+    local node, json = s[1], s[2]
+    add(run.counts, node .. ':created', 1)
+    local id = string.match(json, '"item_id":"([^"]*)"')
+    if active then
+      redis.call('XADD', stream, '*', 'item', json)
+      run.states[id] = state(id, node, 'Queued', 1)
+      queued[id] = true
+    elseif held then
+      parked[#parked + 1] = json
+      run.states[id] = state(id, node, 'Parked', 1)
+    end
   end
-  if active or held then
-    redis.call('HSET', KEYS[4], id,
-      '{"item_id":"' .. id .. '","node":"' .. succ_node .. '","status":"' .. state .. '","attempt":1}')
-  end
+  if #parked > 0 then call_all('RPUSH', {run.parked}, parked) end
+  run.active = active
 end
-redis.call('HINCRBY', KEYS[2], 'items_done', 1)
-redis.call('HINCRBY', KEYS[2], 'items_total', #succ)
+if #acks > 0 then call_all('XACK', {stream, group}, acks) end
 
-if run_done and (active or status == 'Paused') then
-  if redis.call('HGET', KEYS[2], 'has_output') == '1' then
-    redis.call('HSET', KEYS[2], 'status', 'Completed', 'finished_at', now)
-  else
-    redis.call('HSET', KEYS[2], 'status', 'Failed', 'finished_at', now,
-      'error', "workflow '" .. workflow .. "' ended without reaching a terminal node")
+-- the runs whose last unit ended: Completed (or Failed without a terminal output); all their keys
+-- expire; a late commit of a run that finished meanwhile expires what it wrote with the run hash
+for _, run in ipairs(runs) do
+  if run.ended and (run.active or run.status == 'Paused') then
+    if redis.call('HGET', run.info, 'has_output') == '1' then
+      redis.call('HSET', run.info, 'status', 'Completed', 'finished_at', doc.now)
+      run.status = 'Completed'
+    else
+      redis.call('HSET', run.info, 'status', 'Failed', 'finished_at', doc.now,
+        'error', "workflow '" .. doc.wf .. "' ended without reaching a terminal node")
+      run.status = 'Failed'
+    end
+    run.expire, run.first = doc.ttl, run.k
+  elseif run.applied > 0 and (run.status == 'Completed' or run.status == 'Failed') then
+    local left = redis.call('TTL', run.info)
+    if left > 0 then run.expire, run.first = left, run.k + 1 end
   end
-  for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
-  return handoff('finished')
 end
--- a late commit of a run that finished meanwhile (its keys already expire): what it wrote
--- expires with the run hash
-local left = redis.call('TTL', KEYS[2])
-if left > 0 then
-  for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], left) end
+
+-- the hand-off: claim new entries for the consumer that just committed (its next steps then
+-- need no XREADGROUP of their own, and for a run of the group no step_input.lua either)
+local claimed = {}
+if doc.c ~= '' and doc.n > 0 then
+  local reply = redis.call('XREADGROUP', 'GROUP', group, doc.c, 'COUNT', doc.n, 'STREAMS', stream, '>')
+  for _, entry in ipairs(reply and reply[1][2] or {}) do
+    local json = nil
+    for i = 1, #entry[2], 2 do
+      if entry[2][i] == 'item' then json = entry[2][i + 1] end
+    end
+    if json ~= nil then
+      local run = doc.st and by_id[string.match(json, '"run_id":"([^"]*)"')]
+      if run and run.status then
+        local id = string.match(json, '"item_id":"([^"]*)"')
+        if run.status == 'Running' and (queued[id] or redis.call('SISMEMBER', run.done, id) == 0) then
+          run.states[id] = state(id, string.match(json, '"node":"([^"]*)"'), 'Running',
+            tonumber(string.match(json, '"attempt":(%d+)')))
+        end
+        claimed[#claimed + 1] = {entry[1], json, run.status, run.deadline or false, run.interrupt}
+      else
+        claimed[#claimed + 1] = {entry[1], json}
+      end
+    end
+  end
 end
-return handoff('ok')
+
+-- the group's shared writes: done markers, item states, counters
+for _, run in ipairs(runs) do
+  if run.applied > 0 then
+    call_all('SADD', {run.done}, run.fresh)
+    for field, n in pairs(run.counts) do redis.call('HINCRBY', run.metrics, field, n) end
+    for field, x in pairs(run.seconds) do redis.call('HINCRBYFLOAT', run.metrics, field, string.format('%.17g', x)) end
+    redis.call('HINCRBY', run.info, 'items_done', run.applied)
+    if #run.succ > 0 then redis.call('HINCRBY', run.info, 'items_total', #run.succ) end
+  end
+  local pairs_ = {}
+  for id, json in pairs(run.states) do pairs_[#pairs_ + 1] = id; pairs_[#pairs_ + 1] = json end
+  if #pairs_ > 0 then call_all('HSET', {run.items}, pairs_) end
+  if run.expire then
+    for i = run.first, run.k + 12 do redis.call('EXPIRE', KEYS[i], run.expire) end
+    for _, i in ipairs(run.x) do redis.call('EXPIRE', KEYS[i], run.expire) end
+  end
+end
+
+table.insert(claimed, 1, results)
+return claimed

@@ -1,0 +1,209 @@
+"""Group commit: the steps a worker finished together are committed in one ``commit.lua`` call.
+
+A step's commit is queued; if no commit call of this backend is under way, one is sent at
+once (a lone step waits for nothing); while one is under way, the steps finishing meanwhile
+queue up and go together in the next call, up to :data:`GROUP_LIMIT` steps. One call
+acknowledges every step, applies each, and claims as many new entries for the worker as the
+group's steps ask for (the hand-off), so a worker with N steps in flight makes about one
+round trip per N steps. The call's argument is one JSON document (decoded in Lua by
+``cjson``): the client encodes one string, not some 50 arguments per step.
+
+A step whose context change is a custom merge (compare-and-set) is committed alone, retried
+on a conflict with the value read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from floxide.distributed.models import Claim, RunStatus
+from floxide.distributed.protocols import Commit, Handoff, StepInput
+from floxide.errors import FloxideError
+from floxide.redis.keys import GROUP, RunKeys
+from floxide.workitem import WorkItem
+
+if TYPE_CHECKING:
+    from floxide.redis.backend import RedisBackend
+
+__all__ = ["GROUP_LIMIT", "GroupCommit"]
+
+GROUP_LIMIT = 64
+"""Steps committed in one call at most (bounds the script's run time and its reply)."""
+
+_CAS_RETRIES = 20
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class _Pending:
+    claim: Claim
+    commit: Commit
+    handoff: Handoff | None
+    future: asyncio.Future[str]
+    ops: list[tuple[str, str, str | None, list[str]]] = field(default_factory=list)
+
+
+class _Group:
+    """The KEYS and the JSON document of one ``commit.lua`` call."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.b = backend
+        self.keys: list[str] = [backend.keys.stream]
+        self.runs: list[dict[str, Any]] = []
+        self.index: dict[str, int] = {}  # run id -> position in runs
+        self.extra: dict[str, dict[str, int]] = {}  # run id -> key -> KEYS index (inboxes, context)
+        self.steps: list[dict[str, Any]] = []
+
+    def _run(self, run_id: str, keys: RunKeys) -> int:
+        position = self.index.get(run_id)
+        if position is None:
+            position = self.index[run_id] = len(self.runs)
+            first = len(self.keys) + 1
+            self.keys += [
+                keys.info, keys.done, keys.items, keys.frames, keys.fparent, keys.fscope, keys.outputs,
+                keys.metrics, keys.parked, keys.ctx, keys.errors, keys.failed, keys.fjoins,
+            ]  # fmt: skip
+            self.extra[run_id] = {}
+            self.runs.append({"id": run_id, "k": first, "x": [], "ib": {}})
+            for _, _, key in self.b.layout.separate_keys(keys):
+                self._key(run_id, key)
+        return position
+
+    def _key(self, run_id: str, key: str) -> int:
+        """The KEYS index of one of the run's keys beyond its 13 fixed ones."""
+        known = self.extra[run_id]
+        index = known.get(key)
+        if index is None:
+            index = known[key] = len(self.keys) + 1
+            self.keys.append(key)
+            self.runs[self.index[run_id]]["x"].append(index)
+        return index
+
+    def add(self, pending: _Pending) -> None:
+        commit, item = pending.commit, pending.commit.item
+        keys = self.b.run_keys(item.run_id)
+        position = self._run(item.run_id, keys)
+        run = self.runs[position]
+        inbox = run["ib"]
+        frame = item.scope[-1][0] if item.scope else ""
+        for f in ("", *(f for f, _ in item.scope), *((commit.opened,) if commit.opened else ())):
+            if f not in inbox:
+                inbox[f] = self._key(item.run_id, keys.inbox(f))
+        ops = []
+        for kind, name, separate, values in pending.ops:
+            index = self._key(item.run_id, keys.ctx_field(separate, name)) if separate is not None else 0
+            ops.append((kind, name, index, values))
+        self.steps.append({
+            "r": position + 1, "d": pending.claim.delivery, "i": item.item_id, "nd": item.node,
+            "a": item.attempt, "x": item.scope[-1][1] if item.scope else 0, "f": frame,
+            "o": commit.opened or "", "sc": _json(item.scope) if commit.opened else "",
+            "j": ",".join(commit.frame_joins), "ch": len(commit.children),
+            "su": [(child.node, child.model_dump_json()) for child in commit.children],
+            "ar": [(node, _json(value)) for node, value in commit.arrivals],
+            "ou": [_json(value) for value in commit.outputs],
+            "op": ops, "t": repr(commit.seconds),
+        })  # fmt: skip
+
+    def document(self, consumer: str, claims: int, want_state: bool) -> str:
+        return _json({
+            "g": GROUP, "now": datetime.now(UTC).isoformat(), "ttl": self.b.ttl, "wf": self.b.workflow,
+            "c": consumer, "n": claims, "st": want_state, "runs": self.runs, "s": self.steps,
+        })  # fmt: skip
+
+
+class GroupCommit:
+    """Commits of one backend, grouped (see the module docstring)."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.b = backend
+        self._queue: list[_Pending] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def commit(self, claim: Claim, commit: Commit, handoff: Handoff | None) -> str:
+        if self.b.layout.model is not None and self.b.layout.custom_fields(commit.changes):
+            return await self._alone(claim, commit, handoff)
+        pending = _Pending(claim, commit, handoff, asyncio.get_running_loop().create_future())
+        pending.future.add_done_callback(_retrieved)
+        if commit.changes:
+            pending.ops = self.b.layout.delta_ops(commit.changes, {})
+        self._queue.append(pending)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_all())
+        # the call goes on if this step is cancelled meanwhile: its outcome is then unknown to it,
+        # as with any command cut off mid-way (a re-delivery finds the item committed)
+        return await asyncio.shield(pending.future)
+
+    async def _send_all(self) -> None:
+        try:
+            while self._queue:
+                group, self._queue = self._queue[:GROUP_LIMIT], self._queue[GROUP_LIMIT:]
+                try:
+                    results = await self._send(group)
+                except BaseException as exc:
+                    for pending in group:
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for pending, result in zip(group, results, strict=True):
+                    if not pending.future.done():
+                        pending.future.set_result(result)
+        finally:
+            self._sender = None
+            for pending in self._queue:  # cancelled while steps were queued: they fail, not hang
+                if not pending.future.done():
+                    pending.future.set_exception(FloxideError("the commit was cut off"))
+            self._queue = []
+
+    async def _send(self, pending: Sequence[_Pending]) -> list[str]:
+        group = _Group(self.b)
+        for p in pending:
+            group.add(p)
+        handoffs = [p.handoff for p in pending if p.handoff is not None and not p.handoff.withdrawn]
+        consumer = handoffs[0].consumer if handoffs else ""
+        want_state = self.b.layout.model is None and any(h.want_state for h in handoffs)
+        document = group.document(consumer, len(handoffs), want_state)
+        reply = cast(list[Any], await self.b.scripts.commit(keys=group.keys, args=[document]))
+        results = [str(r) for r in reply[0]]
+        for handoff, entry in zip(handoffs, reply[1:], strict=False):
+            _hand_off(handoff, entry)
+        return results
+
+    async def _alone(self, claim: Claim, commit: Commit, handoff: Handoff | None) -> str:
+        """A commit with custom-merged fields: compare-and-set, retried on a conflict."""
+        keys = self.b.run_keys(commit.item.run_id)
+        custom = self.b.layout.custom_fields(commit.changes)
+        for _ in range(_CAS_RETRIES):
+            stored = cast(list[str | None], await self.b.client.hmget(keys.ctx, custom))
+            ops = self.b.layout.delta_ops(commit.changes, dict(zip(custom, stored, strict=True)))
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            result = (await self._send([_Pending(claim, commit, handoff, future, ops)]))[0]
+            if not result.startswith("conflict:"):
+                return result
+            await asyncio.sleep(random.uniform(0, 0.01))
+        raise FloxideError(f"context field of run '{commit.item.run_id}' kept changing; commit gave up")
+
+
+def _retrieved(future: asyncio.Future[str]) -> None:
+    """Mark the outcome seen: a step cancelled while its commit was sent does not read it."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _hand_off(handoff: Handoff, entry: list[Any]) -> None:
+    """Fill ``handoff`` from one claimed entry of commit.lua's reply (and its run's state, if told)."""
+    handoff.claim = Claim(item=WorkItem.model_validate_json(entry[1]), delivery=entry[0])
+    if len(entry) == 5 and entry[2]:
+        status, deadline, interrupt = entry[2:]
+        moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
+        handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")

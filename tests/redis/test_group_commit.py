@@ -1,0 +1,161 @@
+"""Group commit: steps finishing together are committed in one ``commit.lua`` call, each as if alone.
+
+Cases:
+* 16 steps of a fan-out committed at once: one script call (``INFO commandstats``), the join
+  fires once with every value in order, the run completes with the right context sum, and
+  the hand-off claims the next entries for the committing worker in the same call;
+* a group mixing a re-delivered step (committed already), a step of a cancelled run and a
+  step of a live run: ``duplicate``, ``cancelled``, ``ok``; only the last one writes anything,
+  every entry is acknowledged;
+* a step with 5,000 children (more values than Lua can unpack at once) commits, and its
+  successors are queued with their states;
+* a step of a paused run in a group: its successors are parked, the others' queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import pytest
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from floxide import Merge, NextAll, Workflow, WorkflowCtx, edge, join, node
+from floxide.distributed import Claim, Commit, ItemStatus, RunStatus, process_claim, start_run
+from floxide.distributed.protocols import Handoff
+from floxide.redis import GROUP, RedisBackend
+from floxide.workitem import WorkItem
+from tests.redis.conftest import NAMESPACE
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Sum(BaseModel):
+    total: Annotated[int, Merge.sum()] = 0
+
+
+@node
+async def fan(n: int) -> NextAll[int]:
+    return NextAll(list(range(n)))
+
+
+@node
+async def add(ctx: WorkflowCtx[Sum], i: int) -> int:
+    ctx.store.total += i
+    return i * 10
+
+
+@node
+async def collect(values: list[int]) -> list[int]:
+    return values
+
+
+fanned = Workflow("fanned", start=fan, context=Sum, edges=[edge(fan, add), join(add, collect)])
+
+
+def backend_for(redis: Redis) -> RedisBackend:
+    return RedisBackend(redis, fanned.name, namespace=NAMESPACE, context_type=Sum)
+
+
+async def script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_steps_finishing_together_commit_in_one_call(redis: Redis) -> None:
+    backend = backend_for(redis)
+    run_id = await start_run(fanned, backend, 16)
+    [first] = await backend.queue.claim("w", count=1, block=0)
+    assert await process_claim(fanned, backend, first) == "committed"
+    claims = await backend.queue.claim("w", count=16, block=0)
+    assert len(claims) == 16
+    states = await backend.step_inputs(claims)
+    before = await script_calls(redis)
+    handoffs = [Handoff("w") for _ in claims]
+    results = await asyncio.gather(*(
+        process_claim(fanned, backend, claim, state=state, handoff=handoff)
+        for claim, state, handoff in zip(claims, states, handoffs, strict=True)
+    ))  # fmt: skip
+    assert results == ["committed"] * 16
+    assert await script_calls(redis) - before == 1
+    claimed = [h.claim for h in handoffs if h.claim is not None]
+    assert [c.item.node for c in claimed] == ["collect"]  # the join, handed to this worker at once
+    assert await process_claim(fanned, backend, claimed[0]) == "committed"
+    info = await backend.runs.get(run_id)
+    assert info is not None and info.status is RunStatus.COMPLETED
+    assert info.output == [i * 10 for i in range(16)]
+    assert (info.items_done, info.items_total) == (18, 18)
+    assert await backend.contexts.get(run_id) == {"total": sum(range(16))}
+    metrics = await backend.metrics.get(run_id)
+    assert (metrics.nodes["add"].completed, metrics.nodes["collect"].created) == (16, 1)
+    assert await backend.queue.backlog() == (0, 0)
+
+
+async def test_a_group_keeps_each_step_s_own_outcome(redis: Redis) -> None:
+    backend = backend_for(redis)
+    live = await start_run(fanned, backend, 2)
+    doomed = await start_run(fanned, backend, 2)
+    for _ in range(2):
+        [claim] = await backend.queue.claim("w", count=1, block=0)
+        assert await process_claim(fanned, backend, claim) == "committed"
+    claims = await backend.queue.claim("w", count=4, block=0)
+    mine = [c for c in claims if c.item.run_id == live]
+    theirs = [c for c in claims if c.item.run_id == doomed]
+    assert len(mine) == len(theirs) == 2
+    assert await process_claim(fanned, backend, mine[0]) == "committed"
+    await backend.set_status(doomed, RunStatus.CANCELLED, interrupt=True)
+    again = Claim(item=mine[0].item, delivery=mine[0].delivery)  # re-delivered, committed already
+    commits = [
+        (again, Commit(item=again.item, arrivals=[("collect", 0)])),
+        (theirs[0], Commit(item=theirs[0].item, arrivals=[("collect", 0)], changes=[])),
+        (mine[1], Commit(item=mine[1].item, arrivals=[("collect", 10)])),
+    ]
+    results = await asyncio.gather(*(backend.commit(c, commit) for c, commit in commits))
+    assert results == ["duplicate", "cancelled", "ok"]
+    info = await backend.runs.get(live)
+    assert info is not None and info.items_done == 3
+    cancelled = await backend.runs.get(doomed)
+    assert cancelled is not None and cancelled.items_done == 1
+    assert (await backend.metrics.get(doomed)).nodes["add"].completed == 0
+    pending = await redis.xpending(backend.keys.stream, GROUP)
+    assert pending["pending"] == 1  # the doomed run's other step, still held
+    [claim] = await backend.queue.claim("w", count=1, block=0)
+    assert claim.item.node == "collect"  # the live run's join fired once
+
+
+async def test_a_step_with_5000_children_commits(redis: Redis) -> None:
+    backend = backend_for(redis)
+    run_id = await start_run(fanned, backend, 5000)
+    [claim] = await backend.queue.claim("w", count=1, block=0)
+    assert await process_claim(fanned, backend, claim) == "committed"
+    lag, pending = await backend.queue.backlog()
+    assert (lag, pending) == (5000, 0)
+    states = await backend.items.list(run_id)
+    assert sum(s.status is ItemStatus.QUEUED for s in states) == 5000
+
+
+async def test_a_paused_run_parks_the_successors_of_its_steps_in_a_group(redis: Redis) -> None:
+    backend = backend_for(redis)
+    paused = await start_run(fanned, backend, 1)
+    running = await start_run(fanned, backend, 1)
+    claims = await backend.queue.claim("w", count=2, block=0)
+    await backend.step_inputs(claims)
+    await backend.set_status(paused, RunStatus.PAUSED)
+    children = {
+        c.item.run_id: WorkItem(
+            run_id=c.item.run_id, item_id="x", node="add", payload=1, scope=(("f:root", 0),)
+        )
+        for c in claims
+    }
+    commits = [Commit(item=c.item, children=[children[c.item.run_id]], opened="f:root") for c in claims]
+    assert await asyncio.gather(*(backend.commit(c, m) for c, m in zip(claims, commits, strict=True))) == [
+        "ok",
+        "ok",
+    ]
+    parked = await backend.items.get(paused, "x")
+    queued = await backend.items.get(running, "x")
+    assert parked is not None and parked.status is ItemStatus.PARKED
+    assert queued is not None and queued.status is ItemStatus.QUEUED
+    [claim] = await backend.queue.claim("w", count=5, block=0)
+    assert claim.item.run_id == running
