@@ -44,9 +44,8 @@ from floxide.redis.clients import Client, for_cluster
 from floxide.redis.commits import GroupCommit
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
-from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.limits import RedisLimiter
-from floxide.redis.priority import Classes, by_class
+from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.queue import StreamQueue, stream_id
 from floxide.redis.replicas import WaitingScript
 from floxide.redis.runqueue import RunQueue
@@ -56,7 +55,6 @@ from floxide.workitem import WorkItem
 
 __all__ = ["RedisBackend"]
 
-_CAS_RETRIES = 20
 _ADMIT_INTERVAL = 0.25
 """Seconds between two admissions of queued runs by one worker (see ``promote_due``)."""
 
@@ -160,9 +158,6 @@ class RedisBackend:
 
     async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
         _check_id(run.run_id)
-        if run.priority != self.keys.priority:  # the run's class has a queue of its own
-            await self.classes.record(run.priority)
-            return await self.classes.of(run.priority).start_run(run, item, context)
         await self.ensure_group()
         if await self.run_queue.limit() is not None:  # it waits Queued for a slot (floxide.redis.runqueue)
             return await self.run_queue.submit(run, item, context)
@@ -239,69 +234,8 @@ class RedisBackend:
         )
 
     async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
-        item = commit.item
-        keys = self.run_keys(item.run_id)
-        frames = ["", *(frame for frame, _ in item.scope)]
-        if commit.opened:
-            frames.append(commit.opened)
-        fixed = [
-            self.keys.stream,
-            keys.info,
-            keys.done,
-            keys.items,
-            keys.frames,
-            keys.fparent,
-            keys.fscope,
-            keys.outputs,
-            keys.metrics,
-            keys.parked,
-            keys.ctx,
-            keys.errors,
-            keys.failed,
-            keys.fjoins,
-        ]
-        inboxes = [keys.inbox(frame) for frame in frames]
-        custom = self.layout.custom_fields(commit.changes)
-        separate = [key for _, _, key in self.layout.separate_keys(keys)]
-        for _ in range(_CAS_RETRIES):
-            stored = cast(list[str | None], await self.client.hmget(keys.ctx, custom)) if custom else []
-            current = dict(zip(custom, stored, strict=True))
-            ops = self.layout.delta_ops(commit.changes, current) if commit.changes else []
-            extra, op_args = flatten_ops(ops, keys, len(fixed) + len(inboxes), separate)
-            argv: list[Any] = [
-                GROUP,
-                claim.delivery,
-                item.run_id,
-                item.item_id,
-                item.node,
-                item.attempt,
-                item.scope[-1][1] if item.scope else 0,
-                len(frames),
-                *frames,
-                commit.opened or "",
-                json.dumps(item.scope),
-                ",".join(commit.frame_joins),
-                len(commit.children),
-                len(commit.children),
-            ]
-            for child in commit.children:
-                argv += [child.node, _item_json(child)]
-            argv.append(len(commit.arrivals))
-            for node, value in commit.arrivals:
-                argv += [node, json.dumps(value, separators=(",", ":"))]
-            argv.append(len(commit.outputs))
-            argv += [json.dumps(value, separators=(",", ":")) for value in commit.outputs]
-            argv += [*op_args, _iso(), repr(commit.seconds), self.ttl, self.workflow]
-            if handoff is not None and not handoff.withdrawn:  # a stopping worker claims nothing more
-                argv += [handoff.consumer, "1" if handoff.want_state and self.layout.model is None else "0"]
-            reply = await self.scripts.commit(keys=[*fixed, *inboxes, *extra], args=argv)
-            result = reply[0] if isinstance(reply, list) else reply
-            if not str(result).startswith("conflict:"):
-                if handoff is not None and isinstance(reply, list):
-                    _hand_off(handoff, reply)
-                return "ok" if result == "finished" else str(result)
-            await asyncio.sleep(random.uniform(0, 0.01))
-        raise FloxideError(f"context field of run '{item.run_id}' kept changing; commit gave up")
+        """Commit a finished step, grouped with the steps finishing meanwhile (``commits.py``)."""
+        return await self._group.commit(claim, commit, handoff)
 
     async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> str:
         item = claim.item
@@ -331,7 +265,6 @@ class RedisBackend:
             ],
         )
 
-    @by_class
     async def fail(self, claim: Claim, error: ErrorRecord) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)
@@ -462,18 +395,6 @@ class RedisBackend:
 async def _outcome(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> str:
     """The result of a script that may be fenced: ``gone`` or ``cancelled`` (see ``FENCED``)."""
     return str(await script(keys=keys, args=args))
-
-
-def _hand_off(handoff: Handoff, reply: list[Any]) -> None:
-    """Fill ``handoff`` from commit.lua's reply: the next claim and, if read, its run's state."""
-    if len(reply) < 3:
-        return
-    handoff.claim = Claim(item=WorkItem.model_validate_json(reply[2]), delivery=reply[1])
-    if len(reply) == 6:
-        status, deadline, interrupt = reply[3:]
-        if status:
-            moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
-            handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")
 
 
 def _input_field(item: WorkItem) -> tuple[str, str]:
