@@ -79,7 +79,14 @@ def ui(
     mode = "actions allowed" if allow_actions else "read-only"
     shown = ", ".join(namespaces) if namespaces else "every namespace"
     sys.stderr.write(f"floxide: dashboard on http://{host}:{port} ({mode}; {shown})\n")
-    config = uvicorn.Config(create_app(options), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(options),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,  # open event streams (live pages) end on SIGTERM instead of holding it
+    )
     server = uvicorn.Server(config)
     try:
         server.run()
