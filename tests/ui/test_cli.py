@@ -4,7 +4,8 @@ Cases:
 * it says where it listens, read-only or not, and which namespaces; SIGTERM ends it promptly even
   with a live page's event stream open;
 * a taken port, a malformed --redis URL and a bad --namespace are one line each, exit status 2;
-* --namespace limits what it shows (another namespace's runs are 404).
+* --namespace limits what it shows (another namespace's runs are 404);
+* with Redis away, the API answers 503 and an event stream sends an `error` event.
 """
 
 from __future__ import annotations
@@ -70,3 +71,21 @@ def test_errors_are_one_line(env: dict[str, str]) -> None:
     bad_namespace = floxide("ui", "--namespace", "no/slash", env=env)
     assert bad_namespace.returncode == 2 and "--namespace" in bad_namespace.stderr
     assert len(bad_namespace.stderr.splitlines()) == 1
+
+
+def test_redis_away_is_503_and_an_error_event(env: dict[str, str], tmp_path: Path) -> None:
+    port, nowhere = free_port(), free_port()
+    away = {**env, "FLOXIDE_REDIS_URL": f"redis://127.0.0.1:{nowhere}/0"}
+    proc = Proc([sys.executable, "-m", "floxide.cli", "ui", "--port", str(port), "--namespace", NAMESPACE],
+                env=away, directory=tmp_path, name="ui")  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), timeout=30, what="the dashboard to answer")
+        answer = httpx.get(url + "/api/runs", timeout=30)
+        assert answer.status_code == 503 and answer.json()["detail"].startswith("Redis is unavailable")
+        with httpx.stream("GET", url + "/api/events/runs", timeout=30) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "event: error"
+            assert next(lines).startswith("data: Redis is unavailable")
+    finally:
+        proc.stop()
