@@ -12,7 +12,7 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from floxide.checkpoint import CheckpointStore
 from floxide.distributed.limits import Limiter
@@ -33,6 +33,7 @@ __all__ = [
     "CheckpointStore",
     "Commit",
     "ContextStore",
+    "ControlFeed",
     "ErrorStore",
     "Handoff",
     "LivenessStore",
@@ -185,6 +186,19 @@ class Handoff:
     withdrawn: bool = False
 
 
+@runtime_checkable
+class ControlFeed(Protocol):
+    """A backend that tells its workers at once which runs to interrupt (optional).
+
+    Workers of a backend without it learn of a cancel only when they poll the runs of their
+    running steps (``control_interval``).
+    """
+
+    async def interrupts(self, after: str | None, *, block: float) -> tuple[str, builtins.list[str]]:
+        """The runs interrupted since position ``after`` (``None``: from now on, returning at
+        once), waiting up to ``block`` seconds for one; and the position to pass next time."""
+
+
 class Backend(Protocol):
     """One storage technology: the queue, the stores, and the atomic operations on them."""
 
@@ -206,23 +220,23 @@ class Backend(Protocol):
     def liveness(self) -> LivenessStore: ...
     @property
     def items(self) -> WorkItemStateStore: ...
+    @property
+    def limits(self) -> Limiter:
+        """The slots and buckets of the workflow's node limits (:mod:`floxide.distributed.limits`)."""
 
     async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
         """Create the run and enqueue its first item, once: ``False`` if the run exists."""
+
+    async def claim_idempotency_key(self, key: str, run_id: str) -> str:
+        """Bind ``key`` to ``run_id`` unless a submission holds it already, atomically; the run id
+        bound to ``key`` (a retried submission gets the first one's)."""
 
     async def step_input(self, claim: Claim) -> StepInput:
         """The run status and context for a claimed item (and mark the item running)."""
 
     async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
-    async def claim_idempotency_key(self, key: str, run_id: str) -> str:
-        """Bind ``key`` to ``run_id`` unless a submission holds it already, atomically; the run id
-        bound to ``key`` (a retried submission gets the first one's)."""
-
         """:meth:`step_input` for a batch of claims, at once (one round trip in Redis)."""
 
-    @property
-    def limits(self) -> Limiter:
-        """The slots and buckets of the workflow's node limits (:mod:`floxide.distributed.limits`)."""
     async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
         """Apply a step atomically and acknowledge it: ``ok``, ``duplicate`` (committed before),
         or ``cancelled`` / ``gone`` (:data:`FENCED`: only acknowledged).

@@ -24,7 +24,7 @@ from floxide.context import CancelToken
 from floxide.distributed.execution import StepResult, process_claim
 from floxide.distributed.models import Claim, RunStatus, WorkerHealth, WorkerStatus, utcnow
 from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES
-from floxide.distributed.protocols import Backend, Handoff, StepInput
+from floxide.distributed.protocols import Backend, ControlFeed, Handoff, StepInput
 from floxide.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -135,6 +135,8 @@ class DistributedWorker:
             asyncio.create_task(self._every(0.1, self._promote), name="retries"),
             asyncio.create_task(self._every(self.control_interval, self._watch_runs), name="control"),
         ]
+        if isinstance(self.backend, ControlFeed):
+            background.append(asyncio.create_task(self._listen(self.backend), name="interrupts"))
         try:
             await self._heartbeat()
             await self._claim_loop()
@@ -296,9 +298,9 @@ class DistributedWorker:
                 state=state,
                 handoff=handoff,
                 max_payload_bytes=self.max_payload_bytes,
+                lease=self.lease,
             )
         except asyncio.CancelledError:
-                lease=self.lease,
             if not token.is_set:
                 result = "released"
                 raise
@@ -356,10 +358,10 @@ class DistributedWorker:
         held = [c for c in self._inflight.values() if c.delivery not in self._handed_back]
         if held:
             await self.backend.queue.extend(self.worker_id, held)
-
-    async def _reclaim(self) -> None:
         if self._limited:  # the node-limit slots of running steps, with their leases
             await self.backend.limits.extend(self.lease)
+
+    async def _reclaim(self) -> None:
         free = self.concurrency - len(self._inflight)
         if free <= 0 or self._stopping.is_set():
             return
@@ -383,13 +385,30 @@ class DistributedWorker:
 
     async def _promote(self) -> None:
         await self.backend.promote_due()
-
-    async def _watch_runs(self) -> None:
         if self._limited:
             await self.backend.limits.promote()
+
+    async def _listen(self, feed: ControlFeed) -> None:
+        """Interrupt the steps of a run as soon as the backend says it was cancelled (the poll
+        of :meth:`_watch_runs` remains, for deadlines and for a feed that failed)."""
+        position: str | None = None
+        while True:
+            try:
+                position, runs = await feed.interrupts(position, block=self.block)
+                if runs:
+                    await self._watch_runs(set(runs))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading the interrupts failed; retrying in a second", exc_info=True)
+                await asyncio.sleep(1.0)
+            raise_if_cancelled()
+
+    async def _watch_runs(self, only: set[str] | None = None) -> None:
         by_run: dict[str, list[asyncio.Task[StepResult]]] = {}
         for task, claim in list(self._inflight.items()):
-            by_run.setdefault(claim.item.run_id, []).append(task)
+            if only is None or claim.item.run_id in only:
+                by_run.setdefault(claim.item.run_id, []).append(task)
         now = time.time()
         for run_id, tasks in by_run.items():
             info = await self.backend.runs.get(run_id)

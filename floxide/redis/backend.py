@@ -358,6 +358,7 @@ class RedisBackend:
                 keys.failed,
                 keys.items,
                 keys.metrics,
+                self.keys.control,
                 *await self.all_run_keys(run_id),
             ],
             args=[
@@ -370,6 +371,19 @@ class RedisBackend:
             ],
         )
         return None if not result else RunStatus(result)
+
+    async def interrupts(self, after: str | None, *, block: float) -> tuple[str, list[str]]:
+        """The runs cancelled with ``interrupt`` since ``after``, from the control stream that
+        ``status.lua`` appends to (``XREAD BLOCK``: a worker hears of a cancel at once)."""
+        if after is None:
+            last = await self.client.xrevrange(self.keys.control, count=1)
+            return (str(last[0][0]) if last else "0-0"), []
+        block_ms = max(int(block * 1000), 1)
+        reply = await self.client.xread({self.keys.control: after}, count=100, block=block_ms)
+        if not reply:
+            return after, []
+        entries = cast(list[Any], reply)[0][1]
+        return str(entries[-1][0]), [str(fields.get("run", "")) for _, fields in entries]
 
     async def publish_graph(self, graph: dict[str, Any]) -> None:
         await self.ensure_group()

@@ -70,6 +70,12 @@ class KeySpace:
         return f"{self.base}:stream"
 
     @property
+    def control(self) -> str:
+        """Stream of interrupts (a run cancelled with ``interrupt``), read by every worker of the
+        workflow so that running steps stop at once; capped at about 1,000 entries."""
+        return f"{self.base}:control"
+
+    @property
     def delayed(self) -> str:
         """Sorted set of items waiting to be retried, scored by due time (ms)."""
         return f"{self.base}:delayed"
@@ -143,6 +149,10 @@ class KeySpace:
         """Counter giving each queued run its place in :attr:`queued`."""
         return f"{self.base}:qseq"
 
+    def schedule(self, name: str) -> str:
+        """Hash of one ``floxide schedule`` schedule's state (last and next fire time, its runs)."""
+        return f"{self.base}:schedule:{name}"
+
     def idempotency(self, key: str) -> str:
         """The run id submitted under an idempotency key (expires with the workflow's retention)."""
         return f"{self.base}:idem:{key}"
@@ -164,10 +174,6 @@ class RunKeys:
 
     @property
     def ctx(self) -> str:
-    def schedule(self, name: str) -> str:
-        """Hash of one ``floxide schedule`` schedule's state (last and next fire time, its runs)."""
-        return f"{self.base}:schedule:{name}"
-
         return f"{self.base}:ctx"
 
     def ctx_field(self, kind: str, field: str) -> str:
