@@ -271,13 +271,21 @@ class Workflow(Generic[I, O]):
         run_id: str | None = None,
         context: Any = None,
         idempotency_key: str | None = None,
+        priority: str = "normal",
     ) -> str:
         """Seed a distributed run in ``backend``; returns the run id. Idempotent per ``run_id``
-        and per ``idempotency_key`` (a second call under a key returns the first run's id)."""
+        and per ``idempotency_key`` (a second call under a key returns the first run's id).
+        ``priority``: ``high``, ``normal`` or ``low`` (:mod:`floxide.distributed.priority`)."""
         from floxide.distributed.execution import start_run
 
         return await start_run(
-            self, backend, input, run_id=run_id, context=context, idempotency_key=idempotency_key
+            self,
+            backend,
+            input,
+            run_id=run_id,
+            context=context,
+            idempotency_key=idempotency_key,
+            priority=priority,
         )
 
     async def step_distributed(self, backend: Backend, worker_id: str, *, block: float = 0.0) -> str | None:

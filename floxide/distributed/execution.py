@@ -27,6 +27,7 @@ from floxide.context import CancelToken, WorkflowCtx
 from floxide.distributed.limits import held_limits
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_commit, check_payload
+from floxide.distributed.priority import check_priority
 from floxide.distributed.protocols import FENCED, Backend, Commit, Handoff, StepInput
 from floxide.errors import FloxideError, InputError, PayloadTooLarge
 from floxide.retry import RetryPolicy
@@ -65,9 +66,12 @@ async def start_run(
     context: Any = None,
     deadline_seconds: float | None = None,
     max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+    idempotency_key: str | None = None,
+    priority: str = "normal",
 ) -> str:
     """Seed a run: validate ``input``, store the context and the first item. Idempotent per run id,
     and per ``idempotency_key`` (a second submission under a key returns the first run's id).
+    ``priority``: ``high``, ``normal`` or ``low`` (:mod:`floxide.distributed.priority`).
 
     An input or context field over ``max_payload_bytes`` (``None``: no limit) raises
     :class:`~floxide.errors.PayloadTooLarge` and stores nothing.
@@ -77,13 +81,14 @@ async def start_run(
     seconds = deadline_seconds if deadline_seconds is not None else workflow.timeout
     return await seed_run(
         backend,
-    idempotency_key: str | None = None,
         start_node=workflow.start_node,
         payload=to_jsonable_python(value),
         run_id=run_id,
         context=workflow.dump_context(store),
         deadline_seconds=seconds,
         max_payload_bytes=max_payload_bytes,
+        idempotency_key=idempotency_key,
+        priority=priority,
     )
 
 
@@ -95,8 +100,9 @@ async def seed_run(
     run_id: str | None = None,
     context: dict[str, Any] | None = None,
     deadline_seconds: float | None = None,
-        idempotency_key=idempotency_key,
     max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+    idempotency_key: str | None = None,
+    priority: str = "normal",
 ) -> str:
     """Seed a run without the workflow's code (the operator does this): ``payload`` is JSON.
 
@@ -104,30 +110,31 @@ async def seed_run(
     run, naming the field) and, with ``context=None``, stores the context model's defaults.
     Idempotent per run id. A payload or context field over ``max_payload_bytes`` raises
     :class:`~floxide.errors.PayloadTooLarge` before anything is stored.
+
+    With ``idempotency_key``, the key is bound to the run id first (atomically): a later
+    submission under the key seeds again (harmlessly: idempotent per run id) and returns the
+    run id bound to it, so a retried submission never starts a second run, even when the
+    first one was interrupted between binding the key and seeding.
     """
+    check_priority(priority)
     check_payload(payload, what="the run's input", limit=max_payload_bytes)
     for name, field in (context or {}).items():
         check_payload(field, what=f"context field '{name}'", limit=max_payload_bytes)
-    idempotency_key: str | None = None,
     run_id = run_id or uuid.uuid4().hex
+    if idempotency_key is not None:
+        run_id = await backend.claim_idempotency_key(idempotency_key, run_id)
     info = RunInfo(
         run_id=run_id,
         workflow=backend.workflow,
         deadline=None
         if deadline_seconds is None
         else datetime.now(UTC) + timedelta(seconds=deadline_seconds),
-
-    With ``idempotency_key``, the key is bound to the run id first (atomically): a later
-    submission under the key seeds again (harmlessly: idempotent per run id) and returns the
-    run id bound to it, so a retried submission never starts a second run, even when the
-    first one was interrupted between binding the key and seeding.
+        priority=priority,
     )
     item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload)
     await backend.start_run(info, item, context)
     return run_id
 
-    if idempotency_key is not None:
-        run_id = await backend.claim_idempotency_key(idempotency_key, run_id)
 
 def child_id(parent: str, index: int) -> str:
     """The id of a step's ``index``-th successor: stable, so a re-run step makes the same ids."""

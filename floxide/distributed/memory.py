@@ -141,10 +141,10 @@ class InMemoryBackend:
         self._notify()
         return True
 
-    async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
     async def claim_idempotency_key(self, key: str, run_id: str) -> str:
         return self._idempotency.setdefault(key, run_id)
 
+    async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
         return [await self.step_input(claim) for claim in claims]
 
     async def step_input(self, claim: Claim) -> StepInput:

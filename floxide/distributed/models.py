@@ -71,6 +71,7 @@ class RunInfo(BaseModel):
     items_total: int = 0
     items_done: int = 0
     interrupt: bool = False
+    priority: str = Field("normal", description="high, normal or low (floxide.distributed.priority).")
 
 
 class NodeMetrics(BaseModel):
@@ -193,6 +194,8 @@ class Claim(BaseModel):
     deliveries: int = 1
     reclaimed: bool = False
     lost_by: str | None = None
+    priority: str = "normal"
+    """The priority class of the queue the item was claimed from (its run's)."""
 
 
 _MOVES: dict[RunStatus, frozenset[RunStatus]] = {

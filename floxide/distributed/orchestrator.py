@@ -52,9 +52,12 @@ class DistributedOrchestrator:
         context: Any = None,
         deadline_seconds: float | None = None,
         idempotency_key: str | None = None,
+        priority: str = "normal",
     ) -> str:
         """Seed a run and return its id (idempotent for a given ``run_id``, and for a given
-        ``idempotency_key``: a retried call returns the first run's id)."""
+        ``idempotency_key``: a retried call returns the first run's id). ``priority``: ``high``,
+        ``normal`` or ``low``; workers take a higher class's items first
+        (:mod:`floxide.distributed.priority`)."""
         return await start_run(
             self.workflow,
             self.backend,
@@ -64,6 +67,7 @@ class DistributedOrchestrator:
             deadline_seconds=deadline_seconds,
             max_payload_bytes=self.max_payload_bytes,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
 
     async def status(self, run_id: str) -> RunStatus:

@@ -45,6 +45,7 @@ from floxide.redis.commits import GroupCommit
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
 from floxide.redis.limits import RedisLimiter
+from floxide.redis.priority import Classes, by_class
 from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.queue import StreamQueue, stream_id
 from floxide.redis.replicas import WaitingScript
@@ -117,6 +118,8 @@ class RedisBackend:
         self.errors = Errors(self)
         self.liveness = Liveness(self)
         self.items = Items(self)
+        self.limits = RedisLimiter(self)
+        self.classes = Classes(self)  # run priorities: the other classes' queues (floxide.redis.priority)
         self.run_queue = RunQueue(self)
         self._admitted_at = 0.0
 
@@ -127,7 +130,6 @@ class RedisBackend:
 
     async def all_run_keys(self, run_id: str) -> list[str]:
         """Every key of the run: its list/set/dict context keys are recorded in the run hash,
-        self.limits = RedisLimiter(self)
         the join inboxes are those of its open frames (a frame opened by a commit running
         meanwhile is missed here: a commit of a finished run expires what it writes, one of a
         Cancelled or deleted run writes nothing)."""
@@ -158,6 +160,9 @@ class RedisBackend:
 
     async def start_run(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
         _check_id(run.run_id)
+        if run.priority != self.keys.priority:  # the run's class has a queue of its own
+            await self.classes.record(run.priority)
+            return await self.classes.of(run.priority).start_run(run, item, context)
         await self.ensure_group()
         if await self.run_queue.limit() is not None:  # it waits Queued for a slot (floxide.redis.runqueue)
             return await self.run_queue.submit(run, item, context)
@@ -176,6 +181,8 @@ class RedisBackend:
         async with self.client.pipeline(transaction=True) as pipe:
             await self.scripts.start(keys=fixed, args=argv, client=pipe)
             pipe.hsetnx(keys.info, *_input_field(item))  # what the dashboard shows as the run's input
+            if run.priority != "normal":
+                pipe.hsetnx(keys.info, "priority", run.priority)
             if context is not None:
                 await self._seed_context(keys, context, client=pipe)
             created = (await pipe.execute())[0]
@@ -233,10 +240,12 @@ class RedisBackend:
             keys=[keys.info, keys.ctx, *extra], args=[self._context_keys(keys), *ops], client=client
         )
 
+    @by_class
     async def commit(self, claim: Claim, commit: Commit, *, handoff: Handoff | None = None) -> str:
         """Commit a finished step, grouped with the steps finishing meanwhile (``commits.py``)."""
         return await self._group.commit(claim, commit, handoff)
 
+    @by_class
     async def retry_later(self, claim: Claim, *, delay: float, error: ErrorRecord) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)
@@ -265,6 +274,7 @@ class RedisBackend:
             ],
         )
 
+    @by_class
     async def fail(self, claim: Claim, error: ErrorRecord) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)
@@ -300,6 +310,7 @@ class RedisBackend:
             ],
         )
 
+    @by_class
     async def set_aside(self, claim: Claim, *, keep: bool) -> str:
         item = claim.item
         keys = self.run_keys(item.run_id)
@@ -320,9 +331,11 @@ class RedisBackend:
     async def promote_due(self) -> int:
         """Move due retries into the stream; a few times a second, also start queued runs that
         a run limit now allows (:mod:`floxide.redis.runqueue`)."""
-        moved = await self.scripts.promote(
-            keys=[self.keys.delayed, self.keys.stream], args=[int(time.time() * 1000), 500]
-        )
+        moved = 0
+        for queue in await self.classes.each():  # each priority class's delayed items
+            moved += await self.scripts.promote(
+                keys=[queue.keys.delayed, queue.keys.stream], args=[int(time.time() * 1000), 500]
+            )
         now = time.monotonic()
         if now - self._admitted_at >= _ADMIT_INTERVAL:
             self._admitted_at = now
@@ -350,10 +363,11 @@ class RedisBackend:
         deadline: datetime | None = None,
     ) -> RunStatus | None:
         keys = self.run_keys(run_id)
+        queue = await self.classes.of_run(run_id)  # resumed items go back to the run's class
         result = await self.scripts.status(
             keys=[
                 keys.info,
-                self.keys.stream,
+                queue.keys.stream,
                 keys.parked,
                 keys.failed,
                 keys.items,

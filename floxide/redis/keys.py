@@ -50,10 +50,20 @@ class NamespaceKeys:
 
 @dataclass(frozen=True)
 class KeySpace:
-    """The keys of one workflow in one namespace."""
+    """The keys of one workflow in one namespace.
+
+    ``priority``: the run priority class whose queue keys (``stream``, ``delayed``,
+    ``throttled``) these are; the ``normal`` class has the plain names, every other key is
+    shared by the classes (:mod:`floxide.redis.priority`).
+    """
 
     namespace: str
     workflow: str
+    priority: str = "normal"
+
+    @property
+    def _class(self) -> str:
+        return "" if self.priority == "normal" else f":{self.priority}"
 
     @cached_property
     def tag(self) -> str:
@@ -66,8 +76,8 @@ class KeySpace:
 
     @property
     def stream(self) -> str:
-        """The work stream (consumer group :data:`GROUP`)."""
-        return f"{self.base}:stream"
+        """The work stream (consumer group :data:`GROUP`) of the priority class."""
+        return f"{self.base}:stream{self._class}"
 
     @property
     def control(self) -> str:
@@ -78,7 +88,7 @@ class KeySpace:
     @property
     def delayed(self) -> str:
         """Sorted set of items waiting to be retried, scored by due time (ms)."""
-        return f"{self.base}:delayed"
+        return f"{self.base}:delayed{self._class}"
 
     @property
     def dead(self) -> str:
@@ -108,7 +118,12 @@ class KeySpace:
     @property
     def throttled(self) -> str:
         """Sorted set of items set aside by a node limit (item JSON by the time they are due, ms)."""
-        return f"{self.base}:throttled"
+        return f"{self.base}:throttled{self._class}"
+
+    @property
+    def priorities(self) -> str:
+        """Set of the priority classes other than ``normal`` that runs were submitted with."""
+        return f"{self.base}:priorities"
 
     @property
     def node_limits(self) -> str:

@@ -60,8 +60,9 @@ class RedisLimiter:
 
     async def acquire(self, claim: Claim, held: Sequence[Held], *, lease: float) -> Permit:
         b, item, token = self._b, claim.item, token_of(claim)
+        queue = b.classes.of(claim.priority).keys  # the stream and throttled set of the claim's class
         run = b.run_keys(item.run_id)
-        keys = [b.keys.stream, b.keys.throttled, run.info, run.items, run.metrics, run.done]
+        keys = [queue.stream, queue.throttled, run.info, run.items, run.metrics, run.done]
         keys += [b.keys.limit_stats, b.keys.node_limits]
         args: list[Any] = [
             GROUP, claim.delivery, token, item.model_dump_json(), int(lease * 1000),
@@ -87,12 +88,10 @@ class RedisLimiter:
 
     async def release(self, permit: Permit) -> None:
         self._mine.pop(permit.token, None)
-        keys = [self._b.keys.throttled]
-        for h in permit.held:
-            if h.kind == "concurrency":
-                keys += self._keys(h)
-        if len(keys) > 1:
-            await self._release(keys=keys, args=[permit.token])
+        slots = [key for h in permit.held if h.kind == "concurrency" for key in self._keys(h)]
+        if slots:  # a waiting item may be of any priority class
+            sets = [b.keys.throttled for b in await self._b.classes.each()]
+            await self._release(keys=[*sets, *slots], args=[permit.token, len(sets)])
 
     async def extend(self, lease: float) -> None:
         keys: list[str] = []
@@ -140,9 +139,11 @@ class RedisLimiter:
         return sorted(found, key=lambda u: (u.ident, u.kind))
 
     async def throttled(self) -> int:
-        return int(await self._b.client.zcard(self._b.keys.throttled))
+        return sum([int(await self._b.client.zcard(b.keys.throttled)) for b in await self._b.classes.each()])
 
     async def promote(self) -> int:
         """Move throttled items that are due into the stream (``limit_promote.lua``)."""
-        b = self._b
-        return int(await self._promote(keys=[b.keys.throttled, b.keys.stream], args=[500]))
+        moved = 0
+        for b in await self._b.classes.each():  # each priority class's own
+            moved += int(await self._promote(keys=[b.keys.throttled, b.keys.stream], args=[500]))
+        return moved

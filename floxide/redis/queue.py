@@ -17,6 +17,7 @@ from redis.exceptions import ResponseError
 
 from floxide.distributed.models import Claim, ErrorRecord, reclaim_error
 from floxide.redis.keys import GROUP
+from floxide.redis.priority import each_class
 from floxide.workitem import WorkItem
 
 if TYPE_CHECKING:
@@ -29,10 +30,10 @@ RELEASED_IDLE = 10**12
 from an entry lost in a crash (idle for the lease, or minutes) by ``reclaim.lua``."""
 
 
-def _claims(entries: list[Any]) -> list[Claim]:
+def _claims(entries: list[Any], priority: str = "normal") -> list[Claim]:
     """Claims from raw stream entries (entries deleted meanwhile come without fields)."""
     return [
-        Claim(item=WorkItem.model_validate_json(fields["item"]), delivery=delivery)
+        Claim(item=WorkItem.model_validate_json(fields["item"]), delivery=delivery, priority=priority)
         for delivery, fields in entries
         if fields
     ]
@@ -49,6 +50,9 @@ class StreamQueue:
 
     async def claim(self, consumer: str, *, count: int, block: float) -> list[Claim]:
         b = self._b
+        by_priority = await b.classes.claim(consumer, count=count, block=block)  # floxide.redis.priority
+        if by_priority is not None:
+            return by_priority
         await b.ensure_group()
         try:
             reply = await b.client.xreadgroup(
@@ -65,9 +69,20 @@ class StreamQueue:
             return []
         if not reply:
             return []
-        return _claims(cast(list[Any], reply)[0][1])
+        return _claims(cast(list[Any], reply)[0][1], b.keys.priority)
 
     async def reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
+        b = self._b
+        if b.classes.main is b:  # the other priority classes' streams too
+            live: list[Claim] = []
+            for other in await b.classes.each():
+                if len(live) < count:
+                    queue = self if other is b else other.queue
+                    live += await queue._reclaim(consumer, min_idle=min_idle, count=count - len(live))
+            return live
+        return await self._reclaim(consumer, min_idle=min_idle, count=count)
+
+    async def _reclaim(self, consumer: str, *, min_idle: float, count: int) -> list[Claim]:
         b = self._b
         await b.ensure_group()
         reply = await b.scripts.reclaim(
@@ -77,7 +92,8 @@ class StreamQueue:
         b._reclaim_cursor = reply[0]
         live = []
         for delivery, raw, deliveries, owner, released, idle in reply[1:]:
-            claim = Claim(item=WorkItem.model_validate_json(raw), delivery=delivery, deliveries=deliveries)
+            item = WorkItem.model_validate_json(raw)
+            claim = Claim(item=item, delivery=delivery, deliveries=deliveries, priority=b.keys.priority)
             if released != "1":  # lost by a worker that went silent: the run counts it
                 claim.reclaimed, claim.lost_by = True, owner or None
                 await self._count_reclaim(claim, idle / 1000)
@@ -107,6 +123,10 @@ class StreamQueue:
         await self._lease(consumer, claims, idle=RELEASED_IDLE)
 
     async def _lease(self, consumer: str, claims: Sequence[Claim], *, idle: int) -> None:
+        if any(c.priority != self._b.keys.priority for c in claims):  # in their classes' streams
+            for other, group in each_class(self._b, claims):
+                await other.queue._lease(consumer, group, idle=idle)
+            return
         if claims:
             b = self._b
             await b.scripts.lease(
@@ -117,10 +137,11 @@ class StreamQueue:
         b = self._b
         keys = b.run_keys(run_id)
         raws: list[str] = []
-        for _, fields in await _unacknowledged(b.client, b.keys.stream):
-            raws.append(fields["item"])
-        raws += cast(list[str], await b.client.zrange(b.keys.delayed, 0, -1))
-        raws += cast(list[str], await b.client.zrange(b.keys.throttled, 0, -1))
+        for other in await b.classes.each():
+            for _, fields in await _unacknowledged(b.client, other.keys.stream):
+                raws.append(fields["item"])
+            raws += cast(list[str], await b.client.zrange(other.keys.delayed, 0, -1))
+            raws += cast(list[str], await b.client.zrange(other.keys.throttled, 0, -1))
         raws += cast(list[str], await b.client.lrange(keys.parked, 0, -1))
         raws += cast(dict[str, str], await b.client.hgetall(keys.failed)).values()
         done = await b.client.smembers(keys.done)
@@ -128,6 +149,14 @@ class StreamQueue:
         return [i for i in items if i.run_id == run_id and i.item_id not in done]
 
     async def backlog(self) -> tuple[int, int]:
+        """Summed over the priority classes in use."""
+        lag = pending = 0
+        for other in await self._b.classes.each():
+            more = await other.queue._backlog()
+            lag, pending = lag + more[0], pending + more[1]
+        return lag, pending
+
+    async def _backlog(self) -> tuple[int, int]:
         b = self._b
         try:
             groups = await b.client.xinfo_groups(b.keys.stream)

@@ -105,6 +105,7 @@ def _run_info(data: dict[str, str]) -> RunInfo:
         items_total=int(data.get("items_total", 0)),
         items_done=int(data.get("items_done", 0)),
         interrupt=data.get("interrupt") == "1",
+        priority=data.get("priority") or "normal",
     )
 
 
