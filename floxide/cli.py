@@ -71,6 +71,7 @@ EXTENSIONS: tuple[str, ...] = (
     "floxide.cli_ui",
     "floxide.cli_graph",
     "floxide.cli_runs",
+    "floxide.cli_logs",
     "floxide.cli_runlimit",
     "floxide_worker.cli",
     "floxide_operator.cli",

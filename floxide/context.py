@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from floxide.errors import Cancelled
+from floxide.steplog import StepLogger
 
 __all__ = ["CancelToken", "Context", "WorkflowCtx"]
 
@@ -90,8 +91,10 @@ class WorkflowCtx(Generic[C]):
     committed step: the steps' changes merged field by field (see :mod:`floxide.merge`).
 
     Inside a node, ``ctx.store`` is this step's copy of the state, ``ctx.run_id``,
-    ``ctx.node``, ``ctx.item_id`` and ``ctx.attempt`` say where the step stands, and
-    ``ctx.is_cancelled()``/``await ctx.sleep(s)`` cooperate with cancellation.
+    ``ctx.node``, ``ctx.item_id`` and ``ctx.attempt`` say where the step stands,
+    ``ctx.is_cancelled()``/``await ctx.sleep(s)`` cooperate with cancellation, and
+    ``ctx.log`` is the step's logger: what it logs is kept per item (``floxide logs RUN``;
+    see :mod:`floxide.steplog`).
     """
 
     __slots__ = ("attempt", "cancel_token", "deadline", "item_id", "node", "run_id", "store", "timeout")
@@ -124,6 +127,11 @@ class WorkflowCtx(Generic[C]):
         step.item_id = item_id
         step.attempt = attempt
         return step
+
+    @property
+    def log(self) -> StepLogger:
+        """The step's logger (a :class:`logging.LoggerAdapter`): its lines are kept with the item."""
+        return StepLogger(self)
 
     def cancel(self, reason: str = "workflow cancelled") -> None:
         """Cancel the run: in-flight steps are interrupted and the run ends with ``Cancelled``."""

@@ -16,6 +16,7 @@ from floxide.context import WorkflowCtx
 from floxide.errors import Cancelled, FloxideError, NodeFailed, NodeTimeout, Timeout
 from floxide.graph import Failure, Graph, NodeSpec
 from floxide.merge import FieldChange, diff
+from floxide.steplog import enter_step, leave_step
 from floxide.transition import Abort, Hold, Next, NextAll
 
 __all__ = ["Emit", "Outcome", "RoutingError", "execute", "failure_of"]
@@ -61,6 +62,7 @@ async def execute(
     before = ctx.store
     if before is not None:
         ctx.store = before.model_copy(deep=True)
+    step = enter_step(ctx)  # what the node prints goes to its step log (if prints are captured)
     try:
         if spec.timeout is None:
             result = await spec.invoke(ctx, value)
@@ -80,6 +82,8 @@ async def execute(
         raise
     except Exception as exc:
         return _failed(spec, ctx, value, exc, spec.retry or default_retry)
+    finally:
+        leave_step(step)
 
 
 def _route(graph: Graph, spec: NodeSpec, result: Any) -> Outcome:

@@ -34,6 +34,8 @@ from floxide.cli_settings import safe_url
 from floxide.distributed.worker import DistributedWorker, raise_if_cancelled, worker_identity
 from floxide.redis import RedisBackend
 from floxide.redis.index import UNAVAILABLE, RunIndex
+from floxide.redis.steplogs import StepLogs
+from floxide.steplog import StepLogShipper, capture_prints, use_sink
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -186,10 +188,16 @@ class WorkerProcess:
 
     async def _supervise(self, backend: RedisBackend, index: RunIndex) -> int:
         assert self.worker is not None
-        work = asyncio.create_task(self.worker.run(), name="worker")
+        shipper = StepLogShipper(StepLogs(backend).write)  # what nodes log (ctx.log): floxide logs RUN
+        prints = contextlib.ExitStack()
+        if self.settings.logging.capture_prints:
+            prints.enter_context(capture_prints())
+        with use_sink(shipper):  # the steps (tasks the worker starts) inherit the sink
+            work = asyncio.create_task(self.worker.run(), name="worker")
         duties = [
             asyncio.create_task(_guard("redis-ping", self._ping, backend), name="redis-ping"),
             asyncio.create_task(_guard("maintenance", self._maintain, backend, index), name="maintenance"),
+            asyncio.create_task(shipper.run(), name="step-logs"),
         ]
         self.probes.tasks = [work, *duties]
         try:
@@ -210,6 +218,7 @@ class WorkerProcess:
             _, stuck = await asyncio.wait([work, *duties], timeout=5.0)
             for task in stuck:
                 log.error("task %s did not stop within 5s", task.get_name())
+            prints.close()
 
     async def _ping(self, backend: RedisBackend) -> None:
         answering = True

@@ -19,6 +19,7 @@ queue.run_ttl_seconds       ``FLOXIDE_QUEUE_RUN_TTL_SECONDS`` 604800 (7 days)
 payloads.max_payload_bytes  ``FLOXIDE_MAX_PAYLOAD_BYTES``     1048576 (1 MiB)
 logging.format              ``FLOXIDE_LOG_FORMAT``            ``text``
 logging.level               ``FLOXIDE_LOG_LEVEL``             ``INFO``
+logging.capture_prints      ``FLOXIDE_LOG_CAPTURE_PRINTS``    false
 ==========================  ================================  ==========
 
 (and the less common fields of each group, documented on the fields themselves).
@@ -97,7 +98,8 @@ class QueueSettings(BaseSettings):
 
 
 class LogSettings(BaseSettings):
-    """Log output. Environment: ``FLOXIDE_LOG_FORMAT``, ``FLOXIDE_LOG_LEVEL``."""
+    """Log output. Environment: ``FLOXIDE_LOG_FORMAT``, ``FLOXIDE_LOG_LEVEL``,
+    ``FLOXIDE_LOG_CAPTURE_PRINTS``."""
 
     model_config = SettingsConfigDict(env_prefix="FLOXIDE_LOG_", extra="ignore")
 
@@ -105,6 +107,11 @@ class LogSettings(BaseSettings):
         "text", description="'json': one JSON object per line; 'text': human-readable lines."
     )
     level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    capture_prints: bool = Field(
+        False,
+        description="Keep what nodes print (stdout) in their step logs ('floxide logs RUN') instead of "
+        "the worker's stdout; what they log through ctx.log is always kept.",
+    )
 
     @field_validator("format", mode="before")
     @classmethod

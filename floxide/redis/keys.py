@@ -247,6 +247,11 @@ class RunKeys:
     def checkpoint(self) -> str:
         return f"{self.base}:checkpoint"
 
+    @property
+    def logs(self) -> str:
+        """Stream of the run's step logs (what nodes log through ``ctx.log``), capped in length."""
+        return f"{self.base}:logs"
+
     def fixed(self) -> list[str]:
         """The run's keys whose names do not depend on its context type or frames."""
         return [
@@ -263,4 +268,5 @@ class RunKeys:
             self.errors,
             self.failed,
             self.fjoins,
+            self.logs,
         ]
