@@ -123,10 +123,12 @@ def worker_env(
     redis: models.RedisSecretRef,
     drain_seconds: int,
     max_payload_bytes: int | None = None,
+    redis_ca: str | None = None,
 ) -> list[dict[str, Any]]:
     """The worker container's environment: the operator's variables, then ``spec.env``.
 
-    ``max_payload_bytes`` (the operator's own limit) bounds node outputs and context fields.
+    ``max_payload_bytes`` (the operator's own limit) bounds node outputs and context fields;
+    ``redis_ca`` (PEM text) verifies a ``rediss://`` Redis. ``spec.env`` overrides neither.
 
     ``FLOXIDE_WORKER_SERVE_AS`` is the Workflow resource's name: its workers serve the queue
     ``{wf:<namespace>/<workflow>}``, one per Workflow resource, whatever the code calls itself.
@@ -142,7 +144,10 @@ def worker_env(
     ]
     if max_payload_bytes is not None:
         env.append({"name": "FLOXIDE_MAX_PAYLOAD_BYTES", "value": str(max_payload_bytes)})
-    env += [var.to_body() for var in spec.env if var.name not in RESERVED_ENV]
+    if redis_ca:
+        env.append({"name": "FLOXIDE_REDIS_TLS_CA_DATA", "value": redis_ca})
+    taken = {var["name"] for var in env}
+    env += [var.to_body() for var in spec.env if var.name not in RESERVED_ENV and var.name not in taken]
     return env
 
 
@@ -165,6 +170,7 @@ def pod_template(
     drain_seconds: int = 25,
     connection_hash: str = "",
     max_payload_bytes: int | None = None,
+    redis_ca: str | None = None,
 ) -> dict[str, Any]:
     """The worker pod template: hardened, probed, and wired to Redis through a Secret.
 
@@ -182,6 +188,7 @@ def pod_template(
             redis=redis,
             drain_seconds=drain_seconds,
             max_payload_bytes=max_payload_bytes,
+            redis_ca=redis_ca,
         ),
         "ports": [{"name": "metrics", "containerPort": WORKER_HTTP_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", period=10, failures=3),
@@ -224,6 +231,7 @@ def worker_deployment(
     drain_seconds: int = 25,
     connection_hash: str = "",
     max_payload_bytes: int | None = None,
+    redis_ca: str | None = None,
 ) -> dict[str, Any]:
     """The worker Deployment of ``workflow`` (``replicas=None`` leaves the count to someone else).
 
@@ -243,6 +251,7 @@ def worker_deployment(
         drain_seconds=drain_seconds,
         connection_hash=connection_hash,
         max_payload_bytes=max_payload_bytes,
+        redis_ca=redis_ca,
     )
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",

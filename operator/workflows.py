@@ -31,6 +31,7 @@ from .projection import Coalescer, condition, merge_conditions
 from .runtime import DeploymentView, Runtime
 from .scaling import ScaleState, desired_workers
 from .store import Connection, RedisUnavailable, WorkflowStore
+from .tls import worker_ca
 
 __all__ = ["WorkflowMemory", "reconcile_workflow"]
 
@@ -128,6 +129,7 @@ def _desired_deployment(
         service_account=rt.settings.worker_service_account,
         drain_seconds=rt.settings.worker_drain_seconds,
         max_payload_bytes=rt.settings.max_payload_bytes,
+        redis_ca=worker_ca(rt.settings.redis) if spec.redis is None else None,
         connection_hash=manifests.connection_hash(workers_connection.url, workers_connection.password),
     )
 

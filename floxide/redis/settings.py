@@ -24,7 +24,8 @@ T = TypeVar("T")
 class RedisSettings(BaseSettings):
     """How to reach Redis. Environment: ``FLOXIDE_REDIS_URL``, ``FLOXIDE_REDIS_PASSWORD``, ...
 
-    ``rediss://`` URLs use TLS; ``tls_ca_file`` verifies the server with a private CA.
+    ``rediss://`` URLs use TLS; ``tls_ca_file`` (a file) or ``tls_ca_data`` (the PEM text itself, as
+    the operator hands it to workers) verifies the server with a private CA.
     """
 
     model_config = SettingsConfigDict(env_prefix="FLOXIDE_REDIS_", extra="ignore")
@@ -32,6 +33,9 @@ class RedisSettings(BaseSettings):
     url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL.")
     password: SecretStr | None = Field(None, description="Overrides a password in the URL.")
     tls_ca_file: str | None = Field(None, description="CA bundle to verify a TLS server with.")
+    tls_ca_data: str | None = Field(
+        None, description="CA certificates (PEM text) to verify a TLS server with, besides tls_ca_file."
+    )
     tls_insecure: bool = Field(False, description="Skip TLS certificate verification (testing only).")
     socket_timeout: float = Field(
         10.0, gt=0, description="Seconds a command may take (blocking reads excluded)."
@@ -85,6 +89,8 @@ class RedisSettings(BaseSettings):
         if self.url.startswith("rediss"):  # rediss://, rediss+cluster://, rediss+sentinel://
             if self.tls_ca_file:
                 options["ssl_ca_certs"] = self.tls_ca_file
+            if self.tls_ca_data:
+                options["ssl_ca_data"] = self.tls_ca_data
             if self.tls_insecure:
                 options["ssl_cert_reqs"] = "none"
         return build_client(self, url, options)
