@@ -225,11 +225,24 @@ def _steer(
 ) -> None:
     settings, ns = settings_or_exit(redis, namespace, verbose)
 
-    async def go() -> RunStatus:
+    async def go() -> tuple[RunStatus, RunInfo | None]:
         async with connect(settings, ns) as session:
-            return await _control(await session.locate(run, workflow), run, action, interrupt=interrupt)
+            backend = await session.locate(run, workflow)
+            try:
+                return await _control(backend, run, action, interrupt=interrupt), None
+            except AlreadyCompleted:  # resuming a completed run: as 'floxide run' with its id
+                info = await backend.runs.get(run) if action == "resume" else None
+                if info is None or info.status is not RunStatus.COMPLETED:
+                    raise
+                return info.status, info
 
-    now = run_command(go(), verbose=verbose)
+    now, done = run_command(go(), verbose=verbose)
+    if done is not None:  # the recorded output (as 'floxide run' prints it), exit status 0
+        if as_json:
+            output.emit({"run_id": run, "status": now.value, "output": done.output}, as_json=True, render=str)
+        else:
+            print_outcome(done, all_outputs=False, outputs=[])
+        return
     output.emit(
         {"run_id": run, "status": now.value}, as_json=as_json, render=lambda: f"run {run}: {now.value}"
     )
