@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from floxide_operator import deployment as manifests
+
 from tests.operator.kopfharness import (
     DEPLOYMENTS,
     RUNS,
