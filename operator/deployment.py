@@ -22,6 +22,7 @@ __all__ = [
     "REDIS_HASH_ANNOTATION",
     "RESERVED_ENV",
     "TEMPLATE_HASH_ANNOTATION",
+    "USERNAME_KEY",
     "WORKER_HTTP_PORT",
     "connection_hash",
     "deployment_name",
@@ -50,9 +51,13 @@ the new hash changes the pod template, and the Deployment rolls its pods onto th
 DEFAULT_SECRET_KEYS = models.RedisSecretRef(name="redis")
 """The key names of a Redis Secret: ``redis-url`` and ``redis-password``."""
 
+USERNAME_KEY = "redis-username"
+"""The key of a Redis Secret holding the Redis ACL user (optional; a namespace's own user)."""
+
 RESERVED_ENV = (
     "FLOXIDE_REDIS_URL",
     "FLOXIDE_REDIS_PASSWORD",
+    "FLOXIDE_REDIS_USERNAME",
     "FLOXIDE_NAMESPACE",
     "FLOXIDE_WORKER_CONCURRENCY",
     "FLOXIDE_WORKER_HTTP_PORT",
@@ -136,6 +141,7 @@ def worker_env(
     env: list[dict[str, Any]] = [
         {"name": "FLOXIDE_REDIS_URL", **_secret_env(redis.name, redis.url_key, optional=False)},
         {"name": "FLOXIDE_REDIS_PASSWORD", **_secret_env(redis.name, redis.password_key, optional=True)},
+        {"name": "FLOXIDE_REDIS_USERNAME", **_secret_env(redis.name, USERNAME_KEY, optional=True)},
         {"name": "FLOXIDE_NAMESPACE", "value": namespace},
         {"name": "FLOXIDE_WORKER_CONCURRENCY", "value": str(spec.concurrency)},
         {"name": "FLOXIDE_WORKER_HTTP_PORT", "value": str(WORKER_HTTP_PORT)},
@@ -279,19 +285,24 @@ def template_hash(template: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def connection_hash(url: str, password: str | None) -> str:
+def connection_hash(url: str, password: str | None, username: str | None = None) -> str:
     """A short hash of a Redis connection, for :data:`REDIS_HASH_ANNOTATION` (the values stay secret)."""
-    return hashlib.sha256(f"{url}\0{password or ''}".encode()).hexdigest()[:16]
+    text = f"{url}\0{password or ''}" + (f"\0{username}" if username else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def mirrored_secret(*, workflow: str, namespace: str, url: str, password: str | None) -> dict[str, Any]:
-    """The Redis Secret of ``workflow``'s workers, with the keys ``redis-url`` and ``redis-password``.
+def mirrored_secret(
+    *, workflow: str, namespace: str, url: str, password: str | None, username: str | None = None
+) -> dict[str, Any]:
+    """The Redis Secret of ``workflow``'s workers: the keys ``redis-url``, ``redis-password`` and,
+    for a namespace's own Redis user, ``redis-username``.
 
-    Without a password, ``redis-password`` is ``None``: as a merge patch, that removes it.
+    A missing password or user name is ``None``: as a merge patch, that removes it.
     """
     data: dict[str, str | None] = {
         DEFAULT_SECRET_KEYS.url_key: _b64(url),
         DEFAULT_SECRET_KEYS.password_key: _b64(password) if password else None,
+        USERNAME_KEY: _b64(username) if username else None,
     }
     return {
         "apiVersion": "v1",

@@ -7,6 +7,7 @@ Workflow counts its runs and reads its Deployment's readiness.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from .kube import Kube
 from .metrics import OperatorMetrics
 from .models import Phase
 from .projection import Coalescer
+from .redis_users import NamespaceUsers
 from .settings import OperatorSettings
 from .store import Connection, Redises
 
@@ -59,6 +61,9 @@ class Runtime:
     deployments: dict[Key, DeploymentView] = field(default_factory=dict)
     connections: dict[Key, Connection] = field(default_factory=dict)
     """Workflow -> its own Redis (``spec.redis``); absent: the operator's."""
+    users: NamespaceUsers | None = None
+    """The namespaces' Redis users (:mod:`.tenancy`), when the operator gives each one its own."""
+    users_sweep: asyncio.Task[None] | None = None
 
     def runs_of(self, namespace: str, workflow: str) -> list[RunSeen]:
         """The runs of one Workflow."""
