@@ -21,11 +21,13 @@ from typing import Any
 import kopf
 
 from . import deployment as manifests
-from . import kube, models, tenancy
+from . import kube, models
 from .kube import KubeError
 from .models import Phase
 from .runs import cleanup_run, needs_timer, reconcile_run
 from .runtime import DeploymentView, RunSeen, Runtime, phase_in
+from .schedule_models import SCHEDULE_LABEL
+from .schedules import register_schedules
 from .settings import OperatorSettings
 from .store import Redises, RedisUnavailable
 from .workflows import reconcile_workflow
@@ -83,6 +85,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Run
     _register_activities(registry, rt)
     _register_views(registry, rt)
     _register_reconcilers(registry, rt)
+    register_schedules(registry, rt)
     return rt
 
 
@@ -95,13 +98,11 @@ def _register_activities(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if rt.settings.peering_name and rt.settings.create_peering:
             await _create_peering(rt)
         rt.redises = Redises(rt.settings.redis, ttl=rt.settings.redis_ttl)
-        tenancy.start(rt)
         port = await rt.metrics.serve(rt.settings.metrics_port)
         log.info("serving /metrics on port %d; Redis at %s", port, rt.redises.default.where())
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
-        await tenancy.stop(rt)
         await rt.metrics.close()
         if rt.redises is not None:
             await rt.redises.close()
@@ -136,7 +137,6 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if event.get("type") == "DELETED":
             rt.workflows.discard(key)
             rt.connections.pop(key, None)
-            await tenancy.workflow_deleted(rt, key[0])
             return
         rt.workflows.add(key)
 
@@ -149,11 +149,16 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             rt.metrics.run_phase(uid, None)
             return
         phase = phase_in(status)
+        metadata = body.get("metadata", {})
         rt.runs[uid] = RunSeen(
             namespace=_namespaced(namespace),
             workflow=str(spec.get("workflow", "")),
             phase=phase,
             seeded=bool(status.get("seeded")),
+            name=str(metadata.get("name", "")),
+            schedule=(metadata.get("labels") or {}).get(SCHEDULE_LABEL),
+            created=str(metadata.get("creationTimestamp") or ""),
+            finished=str(status.get("finishedAt") or ""),
         )
         rt.metrics.run_phase(uid, phase or Phase.PENDING)
 

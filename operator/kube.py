@@ -123,34 +123,6 @@ class Kube:
         found = await self.secret(namespace, name)
         return None if found is None else found[1]
 
-    async def secret_object(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
-        """A Secret's annotations and decoded entries, or None if it does not exist."""
-        found = await self._read_secret(namespace, name)
-        if found is None:
-            return None
-        data = {key: base64.b64decode(value).decode() for key, value in (found.data or {}).items()}
-        return dict(found.metadata.annotations or {}), data
-
-    async def _read_secret(self, namespace: str, name: str) -> Any:
-        try:
-            return await self._call(
-                f"reading Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
-            )
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    async def delete_secret(self, namespace: str, name: str) -> None:
-        """Delete a Secret; an absent one is fine."""
-        try:
-            await self._call(
-                f"deleting Secret {namespace}/{name}", self._core.delete_namespaced_secret, name, namespace
-            )
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-
     async def config_map(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
         """A ConfigMap's labels and entries, or None if it does not exist."""
         try:
@@ -245,6 +217,34 @@ class Kube:
             f"annotating {plural}/{name} in {namespace}",
             self._custom.patch_namespaced_custom_object,
             group, version, namespace, plural, name, {"metadata": {"annotations": annotations}},
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+
+    async def create_custom(
+        self, *, group: str, version: str, plural: str, namespace: str, body: dict[str, Any]
+    ) -> bool:
+        """Create a custom resource; False if one of that name exists already (a 409)."""
+        name = body["metadata"]["name"]
+        try:
+            await self._call(
+                f"creating {plural}/{name} in {namespace}",
+                self._custom.create_namespaced_custom_object,
+                group, version, namespace, plural, body,
+            )  # fmt: skip
+        except KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def patch_custom(
+        self, *, group: str, version: str, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        """Merge-patch a custom resource's spec or metadata."""
+        await self._call(
+            f"patching {plural}/{name} in {namespace}",
+            self._custom.patch_namespaced_custom_object,
+            group, version, namespace, plural, name, patch,
             _content_type="application/merge-patch+json",
         )  # fmt: skip
 

@@ -52,6 +52,19 @@ class OperatorMetrics:
             ["resource"],
             registry=self.registry,
         )
+        self.queued_runs = Gauge(
+            "floxide_operator_queued_runs",
+            "Runs of a Workflow waiting for a slot under its spec.maxActiveRuns.",
+            ["namespace", "workflow"],
+            registry=self.registry,
+        )
+        self.schedule_runs = Counter(
+            "floxide_operator_schedule_runs_total",
+            "Fire times of WorkflowSchedules, by result: started, skipped (missed, late, forbidden or "
+            "suspended), replaced (active runs cancelled by Replace).",
+            ["result"],
+            registry=self.registry,
+        )
         self._phases: dict[str, Phase] = {}
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

@@ -137,6 +137,7 @@ class Phase(enum.StrEnum):
     """Where a run is in its life cycle."""
 
     PENDING = "Pending"
+    QUEUED = "Queued"
     RUNNING = "Running"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
@@ -361,6 +362,12 @@ class WorkflowSpec(KubeModel):
     redis: RedisConnection | None = Field(
         None, description="Redis connection from a Secret; when absent, the operator's own Redis settings."
     )
+    max_active_runs: int | None = Field(
+        None,
+        ge=1,
+        description="Most WorkflowRuns of this Workflow active at once (runs); further runs wait in phase "
+        "Queued and start in creation order as runs finish. Absent: no limit.",
+    )
 
 
 class GraphNode(KubeModel):
@@ -413,6 +420,9 @@ class WorkflowStatus(KubeModel):
     ready_workers: int | None = Field(None, ge=0, description="Worker pods that are ready (pods).")
     ready: str | None = Field(None, description="Ready and desired worker pods as 'ready/desired'.")
     active_runs: int | None = Field(None, ge=0, description="WorkflowRuns of this workflow now running.")
+    queued_runs: int | None = Field(
+        None, ge=0, description="Runs waiting for a slot under spec.maxActiveRuns (runs)."
+    )
     backlog: int | None = Field(
         None, ge=0, description="Work items in the queue not yet done (lag plus pending; work items)."
     )
@@ -505,7 +515,7 @@ class WorkflowRunStatus(KubeModel):
     """The observed state of a WorkflowRun, written by the operator."""
 
     phase: Phase | None = Field(
-        None, description="Pending, Running, Suspended, Succeeded, Failed or Cancelled."
+        None, description="Pending, Queued, Running, Suspended, Succeeded, Failed or Cancelled."
     )
     run_id: str | None = Field(None, description="Id of the run in Redis.")
     progress: str | None = Field(None, description="Work items done and known as 'done/total'.")

@@ -57,6 +57,7 @@ FINISHED = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 """Phases a run does not leave (but for a retry of a Failed run)."""
 
 _PHASES = {
+    RunStatus.QUEUED: Phase.QUEUED,  # waiting for a slot under the Workflow's spec.maxActiveRuns
     RunStatus.PENDING: Phase.RUNNING,  # seeded: the operator's part is done, a worker starts it
     RunStatus.RUNNING: Phase.RUNNING,
     RunStatus.PAUSED: Phase.SUSPENDED,
@@ -164,6 +165,8 @@ def _message(view: RunView, phase: Phase, counts: Mapping[str, models.NodeCounts
         return "Suspended: running steps finish, no new step starts"
     if info.status is RunStatus.PENDING:
         return "Waiting for a worker to start the run"
+    if info.status is RunStatus.QUEUED:
+        return "Queued: the Workflow's spec.maxActiveRuns runs are active; it starts when one finishes"
     busy = [name for name, count in counts.items() if count.pending]
     if not busy:
         return "Running"

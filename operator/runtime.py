@@ -7,15 +7,15 @@ Workflow counts its runs and reads its Deployment's readiness.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .kube import Kube
 from .metrics import OperatorMetrics
 from .models import Phase
 from .projection import Coalescer
-from .redis_users import NamespaceUsers
 from .settings import OperatorSettings
 from .store import Connection, Redises
 
@@ -33,6 +33,13 @@ class RunSeen:
     workflow: str
     phase: Phase | None
     seeded: bool
+    name: str = ""
+    schedule: str | None = None
+    """The WorkflowSchedule that created the run (its ``floxide.io/schedule`` label), if any."""
+    created: str = ""
+    """The run's creationTimestamp (RFC 3339), for ordering a schedule's runs."""
+    finished: str = ""
+    """The run's status.finishedAt (RFC 3339), if it finished."""
 
 
 @dataclass
@@ -61,9 +68,10 @@ class Runtime:
     deployments: dict[Key, DeploymentView] = field(default_factory=dict)
     connections: dict[Key, Connection] = field(default_factory=dict)
     """Workflow -> its own Redis (``spec.redis``); absent: the operator's."""
-    users: NamespaceUsers | None = None
-    """The namespaces' Redis users (:mod:`.tenancy`), when the operator gives each one its own."""
-    users_sweep: asyncio.Task[None] | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The time schedules are planned at (tests move it)."""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When this operator began watching: schedules' fire times before it were missed."""
 
     def runs_of(self, namespace: str, workflow: str) -> list[RunSeen]:
         """The runs of one Workflow."""

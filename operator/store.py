@@ -35,11 +35,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Connection:
-    """Where a Redis is: its URL, password and ACL user (``None``: the URL's own, if any)."""
+    """Where a Redis is: its URL and password (``None``: the URL's own, if any)."""
 
     url: str
     password: str | None = None
-    username: str | None = None
 
     def where(self) -> str:
         """The URL without credentials, for messages."""
@@ -73,8 +72,7 @@ class Redises:
         client = self._clients.get(connection)
         if client is None:
             password = None if connection.password is None else SecretStr(connection.password)
-            update = {"url": connection.url, "password": password, "username": connection.username}
-            settings = self.settings.model_copy(update=update)
+            settings = self.settings.model_copy(update={"url": connection.url, "password": password})
             client = self._clients[connection] = settings.client()
         return client
 
@@ -141,6 +139,17 @@ class WorkflowStore:
         """Workers with a live heartbeat."""
         async with _guard(self.connection):
             return await self.backend.liveness.list()
+
+    async def apply_run_limit(self, limit: int | None) -> int:
+        """Make Redis hold the Workflow's ``spec.maxActiveRuns`` (``None``: no limit) and start the
+        queued runs it allows (:mod:`floxide.redis.runqueue`); how many runs still wait."""
+        async with _guard(self.connection):
+            queue = self.backend.run_queue
+            if await queue.limit() != limit:
+                await queue.set_limit(limit)
+            else:
+                await queue.admit()
+            return await queue.waiting()
 
     async def seed(
         self,

@@ -158,6 +158,10 @@ class RunQueue:
             active = sum(1 for s in statuses if s in ("Pending", "Running", "Paused"))
         return RunQueueState(limit=None if raw is None else int(raw), active=active, queued=int(waiting))
 
+    async def waiting(self) -> int:
+        """How many runs wait in the queue."""
+        return int(await self._b.client.zcard(self._b.keys.queued))
+
     async def position(self, run_id: str) -> int | None:
         """The run's place in the queue (1 is next), or ``None`` when it is not waiting."""
         rank = cast(int | None, await self._b.client.zrank(self._b.keys.queued, run_id))

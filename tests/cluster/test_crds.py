@@ -35,7 +35,7 @@ def test_the_api_server_accepts_each_crd_as_written(control_plane: ControlPlane,
 
 
 def test_the_installed_crds_are_established(floxide: Installation, control_plane: ControlPlane) -> None:
-    for name in ("workflows.floxide.io", "workflowruns.floxide.io"):
+    for name in ("workflows.floxide.io", "workflowruns.floxide.io", "workflowschedules.floxide.io"):
         crd = yaml.safe_load(control_plane.kubectl("get", "crd", name, "-o", "yaml").stdout)
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
         assert conditions["Established"] == "True" and conditions["NamesAccepted"] == "True"

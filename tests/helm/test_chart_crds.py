@@ -22,7 +22,7 @@ from tests.helm.helmchart import CHART, REPO, render_chart
 
 SOURCE = REPO / "crds"
 CHART_FILES = CHART / "files" / "crds"
-FLOXIDE_CRDS = ("workflows.floxide.io", "workflowruns.floxide.io")
+FLOXIDE_CRDS = ("workflows.floxide.io", "workflowruns.floxide.io", "workflowschedules.floxide.io")
 KOPF_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
 KEEP = "helm.sh/resource-policy"
 

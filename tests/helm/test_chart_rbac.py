@@ -22,9 +22,11 @@ RBAC_KINDS = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 # What the operator sends, as tests/cluster/test_rbac.py observes it on a real API server.
 NAMESPACED_GRANTS = {
     ("floxide.io", "workflows"): {"list", "watch", "patch"},
-    ("floxide.io", "workflowruns"): {"list", "watch", "patch", "delete"},
+    ("floxide.io", "workflowruns"): {"list", "watch", "patch", "create", "delete"},
+    ("floxide.io", "workflowschedules"): {"list", "watch", "patch"},
     ("floxide.io", "workflows/status"): {"patch"},
     ("floxide.io", "workflowruns/status"): {"patch"},
+    ("floxide.io", "workflowschedules/status"): {"patch"},
     ("apps", "deployments"): {"list", "watch", "create", "patch"},
     ("", "secrets"): {"get", "create", "patch"},
     ("", "configmaps"): {"get"},

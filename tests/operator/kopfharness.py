@@ -369,9 +369,11 @@ DURABLE = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
 
 
 @contextlib.asynccontextmanager
-async def operator(emulator: kmock.KubernetesEmulator, *, timeout: float = 60.0) -> AsyncIterator[KopfRunner]:
+async def operator(
+    emulator: kmock.KubernetesEmulator, *, timeout: float = 60.0, entry: Path = ENTRY
+) -> AsyncIterator[KopfRunner]:
     """The real operator, running until the block ends; its watches are open when the block starts."""
-    args = ["run", "--standalone", "-A", "--verbose", str(ENTRY)]
+    args = ["run", "--standalone", "-A", "--verbose", str(entry)]
     runner = KopfRunner(args, registry=kopf.OperatorRegistry(), timeout=timeout)
     before = len(list(emulator))
     runner.__enter__()

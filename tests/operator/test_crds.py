@@ -31,11 +31,15 @@ import kubernetes_validate
 import pytest
 import yaml
 from celpy.adapter import json_to_cel
-from floxide_operator import crds, models
+from floxide_operator import crds, models, schedule_models
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples" / "k8s").glob("*.yaml"))
-CRDS = {"Workflow": crds.workflow_crd(), "WorkflowRun": crds.workflow_run_crd()}
+CRDS = {
+    "Workflow": crds.workflow_crd(),
+    "WorkflowRun": crds.workflow_run_crd(),
+    "WorkflowSchedule": crds.workflow_schedule_crd(),
+}
 CEL = celpy.Environment()
 ABSENT: Any = object()
 """The value of a field that an object does not have (``oldSelf`` on create)."""
@@ -179,7 +183,7 @@ def test_helm_copies_are_byte_identical() -> None:
 
 def test_check_names_missing_and_stale_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert crds.main(["--check", "--root", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.count("out of date:") == 4
+    assert capsys.readouterr().err.count("out of date:") == 6  # three CRDs, in two folders
 
     assert crds.main(["--root", str(tmp_path)]) == 0
     assert crds.main(["--check", "--root", str(tmp_path)]) == 0
@@ -332,7 +336,7 @@ def invisible_fields(node: Schema, rule: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("kind", CRDS)
+@pytest.mark.parametrize("kind", ["Workflow", "WorkflowRun"])  # WorkflowSchedule has no CEL rule
 def test_cel_rules_compile_and_read_only_visible_fields(kind: str) -> None:
     rules = list(validations_of(schema_of(kind)))
     assert rules
@@ -416,7 +420,14 @@ def test_workflow_printer_columns() -> None:
         ("IMAGE", ".spec.image", "string", 1),
         ("ENTRYPOINT", ".spec.entrypoint", "string", 1),
         ("BACKLOG", ".status.backlog", "integer", 1),
+        ("QUEUED", ".status.queuedRuns", "integer", 1),
     ]
+
+
+def test_workflow_schedule_printer_columns() -> None:
+    assert [name for name, _, _, priority in columns("WorkflowSchedule") if not priority] == [
+        "SCHEDULE", "SUSPENDED", "LAST", "NEXT", "ACTIVE", "AGE",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", CRDS)
@@ -591,6 +602,7 @@ def test_good_resources_with_every_spec_field_are_accepted() -> None:
         ],
         serviceAccountName="workers",
         redis={"secretRef": {"name": "redis", "urlKey": "url", "passwordKey": "password"}},
+        maxActiveRuns=2,
     )
     full_run = run(
         input={"nested": [1, None, {"a": True}]},
@@ -606,6 +618,41 @@ def test_good_resources_with_every_spec_field_are_accepted() -> None:
     assert set(full_workflow["spec"]) == {field.alias for field in models.WorkflowSpec.model_fields.values()}
     spec = models.WorkflowSpec.model_validate(full_workflow["spec"])
     assert spec.env[1].to_body() == full_workflow["spec"]["env"][1]
+
+
+def schedule(**spec: Any) -> dict[str, Any]:
+    """A WorkflowSchedule manifest with a valid spec updated by ``spec``."""
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": "WorkflowSchedule",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 2 * * *", "runTemplate": {"workflow": "examples", "input": 5}, **spec},
+    }
+
+
+def test_a_schedule_with_every_field_is_accepted_and_bad_ones_name_the_field() -> None:
+    full = schedule(
+        timeZone="Europe/Berlin",
+        concurrencyPolicy="Replace",
+        startingDeadlineSeconds=30,
+        catchUp={"policy": "All", "maxRuns": 5},
+        suspend=True,
+        successfulRunsHistoryLimit=0,
+        failedRunsHistoryLimit=2,
+        runTemplate={"workflow": "examples", "input": {"a": [1]}, "activeDeadlineSeconds": 60,
+                     "ttlSecondsAfterFinished": 0},
+    )  # fmt: skip
+    assert refusals(full) == []
+    assert set(full["spec"]) == {f.alias for f in schedule_models.WorkflowScheduleSpec.model_fields.values()}
+    assert schedule_models.WorkflowScheduleSpec.model_validate(full["spec"]).to_body() == full["spec"]
+    assert refusals(schedule(concurrencyPolicy="Sometimes")) == [
+        "spec.concurrencyPolicy: 'Sometimes' is not one of ['Allow', 'Forbid', 'Replace']"
+    ]
+    assert refusals(schedule(catchUp={"policy": "Latest", "maxRuns": 0})) == [
+        "spec.catchUp.maxRuns: 0 is less than the minimum of 1"
+    ]
+    [refused] = refusals(schedule(schedule="hourly"))
+    assert refused.startswith("spec.schedule: 'hourly' does not match")
 
 
 def test_spec_defaults_match_the_models() -> None:
@@ -644,6 +691,7 @@ def full_workflow_status() -> models.WorkflowStatus:
         ready_workers=3,
         ready="3/3",
         active_runs=1,
+        queued_runs=2,
         backlog=25,
         graph=models.WorkflowGraph(
             nodes=[

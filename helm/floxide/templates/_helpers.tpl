@@ -122,8 +122,7 @@ The Redis URL the operator and the workers use.
 */}}
 {{- define "floxide.redis.url" -}}
 {{- if .Values.redis.enabled }}
-{{- $scheme := ternary "rediss" "redis" (ne (include "floxide.redis.tls" .) "") }}
-{{- printf "%s://%s.%s.svc.%s:%d/0" $scheme (include "floxide.redis.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.redis.service.port) }}
+{{- printf "redis://%s.%s.svc.%s:%d/0" (include "floxide.redis.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.redis.service.port) }}
 {{- else }}
 {{- required "redis.external.url is required when redis.enabled is false (redis://host:6379/0 or rediss://...)" .Values.redis.external.url }}
 {{- end }}
@@ -214,18 +213,19 @@ The operator's rules on namespaced resources (in a ClusterRole or a Role, by rba
 {{- define "floxide.operatorNamespacedRules" -}}
 # Exactly what the operator calls (tests/cluster/test_rbac.py compares it with the API server's audit
 # log): no get, update or delete it does not send.
-# Workflows and WorkflowRuns: kopf lists and watches them, patches their finalizers and annotations.
+# Workflows, WorkflowRuns and WorkflowSchedules: kopf lists and watches them, patches their
+# finalizers and annotations (and Replace, a schedule's active runs' spec.shutdown).
 - apiGroups: [floxide.io]
-  resources: [workflows, workflowruns]
+  resources: [workflows, workflowruns, workflowschedules]
   verbs: [list, watch, patch]
-# Status: phase, progress, conditions.
+# Status: phase, progress, conditions; a schedule's last and next fire time.
 - apiGroups: [floxide.io]
-  resources: [workflows/status, workflowruns/status]
+  resources: [workflows/status, workflowruns/status, workflowschedules/status]
   verbs: [patch]
-# ttlSecondsAfterFinished: delete finished runs.
+# Schedules create WorkflowRuns; ttlSecondsAfterFinished and schedules' history limits delete them.
 - apiGroups: [floxide.io]
   resources: [workflowruns]
-  verbs: [delete]
+  verbs: [create, delete]
 # One worker Deployment per Workflow: created, its template and replicas patched. Deleting a
 # Workflow deletes it through its owner reference (the garbage collector), not the operator.
 - apiGroups: [apps]
