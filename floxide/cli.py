@@ -73,6 +73,7 @@ EXTENSIONS: tuple[str, ...] = (
     "floxide.cli_runs",
     "floxide.cli_logs",
     "floxide.cli_runlimit",
+    "floxide.cli_limits",
     "floxide_worker.cli",
     "floxide_operator.cli",
 )

@@ -55,6 +55,7 @@ from floxide.cli_session import (
 )
 from floxide.cli_views import short_id
 from floxide.distributed.models import RunInfo, RunStatus
+from floxide.distributed.priority import PRIORITIES
 from floxide.errors import AlreadyCompleted, FloxideError, NotStarted
 from floxide.errors import Timeout as RunTimeout
 
@@ -118,6 +119,13 @@ def submit(
             show_default=False,
         ),
     ] = None,
+    priority: Annotated[
+        str,
+        typer.Option(
+            "--priority",
+            help="high, normal or low: workers take a higher class's items first (low still moves).",
+        ),
+    ] = "normal",
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the run (progress on stderr); print its output as JSON.")
     ] = False,
@@ -144,6 +152,9 @@ def submit(
     limit = limit_or_exit(verbose)
     value = input_or_exit(workflow, input, verbose, limit=limit)
     run_id = run_id_or_exit(run_id, verbose)
+    if priority not in PRIORITIES:
+        fail_command(CliError(f"--priority must be one of {', '.join(PRIORITIES)}, not {priority!r}"), code=2,
+                     verbose=verbose)  # fmt: skip
 
     started: list[str] = []
 
@@ -154,7 +165,9 @@ def submit(
             backend = session.backend(serve_as or workflow.name, context_type=workflow.context_type)
             orchestrator = DistributedOrchestrator(workflow, backend, max_payload_bytes=limit)
             key = idempotency_key
-            started.append(await orchestrator.start_run(value, run_id=run_id, idempotency_key=key))
+            started.append(
+                await orchestrator.start_run(value, run_id=run_id, idempotency_key=key, priority=priority)
+            )
             if not wait:
                 return None
             sys.stderr.write(f"floxide: submitted run {started[0]}\n")
@@ -212,11 +225,24 @@ def _steer(
 ) -> None:
     settings, ns = settings_or_exit(redis, namespace, verbose)
 
-    async def go() -> RunStatus:
+    async def go() -> tuple[RunStatus, RunInfo | None]:
         async with connect(settings, ns) as session:
-            return await _control(await session.locate(run, workflow), run, action, interrupt=interrupt)
+            backend = await session.locate(run, workflow)
+            try:
+                return await _control(backend, run, action, interrupt=interrupt), None
+            except AlreadyCompleted:  # resuming a completed run: as 'floxide run' with its id
+                info = await backend.runs.get(run) if action == "resume" else None
+                if info is None or info.status is not RunStatus.COMPLETED:
+                    raise
+                return info.status, info
 
-    now = run_command(go(), verbose=verbose)
+    now, done = run_command(go(), verbose=verbose)
+    if done is not None:  # the recorded output (as 'floxide run' prints it), exit status 0
+        if as_json:
+            output.emit({"run_id": run, "status": now.value, "output": done.output}, as_json=True, render=str)
+        else:
+            print_outcome(done, all_outputs=False, outputs=[])
+        return
     output.emit(
         {"run_id": run, "status": now.value}, as_json=as_json, render=lambda: f"run {run}: {now.value}"
     )

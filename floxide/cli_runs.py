@@ -31,6 +31,7 @@ from rich.live import Live
 
 from floxide import cli_views as views
 from floxide.cli_distributed import JsonOpt, NamespaceOpt, RedisOpt, RunArg, Verbose, WorkflowOpt
+from floxide.cli_limits import flow_details
 from floxide.cli_runlimit import run_queue_details
 from floxide.cli_session import connect, run_command, settings_or_exit
 from floxide.cli_views import OutputFormat
@@ -120,7 +121,7 @@ async def _read(
     view = None if info is None else await read_run_view(backend, run, namespace=ns, graph=graph, info=info)
     if info is None or view is None:
         raise NotStarted(f"run '{run}' does not exist in workflow '{backend.workflow}' (or has expired)")
-    return view, await run_queue_details(backend, info)
+    return view, {**await run_queue_details(backend, info), **await flow_details(backend, info)}
 
 
 def status(

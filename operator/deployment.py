@@ -22,6 +22,7 @@ __all__ = [
     "REDIS_HASH_ANNOTATION",
     "RESERVED_ENV",
     "TEMPLATE_HASH_ANNOTATION",
+    "USERNAME_KEY",
     "WORKER_HTTP_PORT",
     "connection_hash",
     "deployment_name",
@@ -50,9 +51,13 @@ the new hash changes the pod template, and the Deployment rolls its pods onto th
 DEFAULT_SECRET_KEYS = models.RedisSecretRef(name="redis")
 """The key names of a Redis Secret: ``redis-url`` and ``redis-password``."""
 
+USERNAME_KEY = "redis-username"
+"""The key of a Redis Secret holding the Redis ACL user (optional; a namespace's own user)."""
+
 RESERVED_ENV = (
     "FLOXIDE_REDIS_URL",
     "FLOXIDE_REDIS_PASSWORD",
+    "FLOXIDE_REDIS_USERNAME",
     "FLOXIDE_NAMESPACE",
     "FLOXIDE_WORKER_CONCURRENCY",
     "FLOXIDE_WORKER_HTTP_PORT",
@@ -123,10 +128,12 @@ def worker_env(
     redis: models.RedisSecretRef,
     drain_seconds: int,
     max_payload_bytes: int | None = None,
+    redis_ca: str | None = None,
 ) -> list[dict[str, Any]]:
     """The worker container's environment: the operator's variables, then ``spec.env``.
 
-    ``max_payload_bytes`` (the operator's own limit) bounds node outputs and context fields.
+    ``max_payload_bytes`` (the operator's own limit) bounds node outputs and context fields;
+    ``redis_ca`` (PEM text) verifies a ``rediss://`` Redis. ``spec.env`` overrides neither.
 
     ``FLOXIDE_WORKER_SERVE_AS`` is the Workflow resource's name: its workers serve the queue
     ``{wf:<namespace>/<workflow>}``, one per Workflow resource, whatever the code calls itself.
@@ -134,6 +141,7 @@ def worker_env(
     env: list[dict[str, Any]] = [
         {"name": "FLOXIDE_REDIS_URL", **_secret_env(redis.name, redis.url_key, optional=False)},
         {"name": "FLOXIDE_REDIS_PASSWORD", **_secret_env(redis.name, redis.password_key, optional=True)},
+        {"name": "FLOXIDE_REDIS_USERNAME", **_secret_env(redis.name, USERNAME_KEY, optional=True)},
         {"name": "FLOXIDE_NAMESPACE", "value": namespace},
         {"name": "FLOXIDE_WORKER_CONCURRENCY", "value": str(spec.concurrency)},
         {"name": "FLOXIDE_WORKER_HTTP_PORT", "value": str(WORKER_HTTP_PORT)},
@@ -142,7 +150,10 @@ def worker_env(
     ]
     if max_payload_bytes is not None:
         env.append({"name": "FLOXIDE_MAX_PAYLOAD_BYTES", "value": str(max_payload_bytes)})
-    env += [var.to_body() for var in spec.env if var.name not in RESERVED_ENV]
+    if redis_ca:
+        env.append({"name": "FLOXIDE_REDIS_TLS_CA_DATA", "value": redis_ca})
+    taken = {var["name"] for var in env}
+    env += [var.to_body() for var in spec.env if var.name not in RESERVED_ENV and var.name not in taken]
     return env
 
 
@@ -165,6 +176,7 @@ def pod_template(
     drain_seconds: int = 25,
     connection_hash: str = "",
     max_payload_bytes: int | None = None,
+    redis_ca: str | None = None,
 ) -> dict[str, Any]:
     """The worker pod template: hardened, probed, and wired to Redis through a Secret.
 
@@ -182,6 +194,7 @@ def pod_template(
             redis=redis,
             drain_seconds=drain_seconds,
             max_payload_bytes=max_payload_bytes,
+            redis_ca=redis_ca,
         ),
         "ports": [{"name": "metrics", "containerPort": WORKER_HTTP_PORT, "protocol": "TCP"}],
         "livenessProbe": _probe("/healthz", period=10, failures=3),
@@ -224,6 +237,7 @@ def worker_deployment(
     drain_seconds: int = 25,
     connection_hash: str = "",
     max_payload_bytes: int | None = None,
+    redis_ca: str | None = None,
 ) -> dict[str, Any]:
     """The worker Deployment of ``workflow`` (``replicas=None`` leaves the count to someone else).
 
@@ -243,6 +257,7 @@ def worker_deployment(
         drain_seconds=drain_seconds,
         connection_hash=connection_hash,
         max_payload_bytes=max_payload_bytes,
+        redis_ca=redis_ca,
     )
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -270,19 +285,24 @@ def template_hash(template: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def connection_hash(url: str, password: str | None) -> str:
+def connection_hash(url: str, password: str | None, username: str | None = None) -> str:
     """A short hash of a Redis connection, for :data:`REDIS_HASH_ANNOTATION` (the values stay secret)."""
-    return hashlib.sha256(f"{url}\0{password or ''}".encode()).hexdigest()[:16]
+    text = f"{url}\0{password or ''}" + (f"\0{username}" if username else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def mirrored_secret(*, workflow: str, namespace: str, url: str, password: str | None) -> dict[str, Any]:
-    """The Redis Secret of ``workflow``'s workers, with the keys ``redis-url`` and ``redis-password``.
+def mirrored_secret(
+    *, workflow: str, namespace: str, url: str, password: str | None, username: str | None = None
+) -> dict[str, Any]:
+    """The Redis Secret of ``workflow``'s workers: the keys ``redis-url``, ``redis-password`` and,
+    for a namespace's own Redis user, ``redis-username``.
 
-    Without a password, ``redis-password`` is ``None``: as a merge patch, that removes it.
+    A missing password or user name is ``None``: as a merge patch, that removes it.
     """
     data: dict[str, str | None] = {
         DEFAULT_SECRET_KEYS.url_key: _b64(url),
         DEFAULT_SECRET_KEYS.password_key: _b64(password) if password else None,
+        USERNAME_KEY: _b64(username) if username else None,
     }
     return {
         "apiVersion": "v1",

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from . import deployment as manifests
-from . import kube, models
+from . import kube, models, tenancy
 from .kube import KubeError
 from .models import Phase
 from .runs import cleanup_run, needs_timer, reconcile_run
@@ -98,11 +98,13 @@ def _register_activities(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if rt.settings.peering_name and rt.settings.create_peering:
             await _create_peering(rt)
         rt.redises = Redises(rt.settings.redis, ttl=rt.settings.redis_ttl)
+        tenancy.start(rt)
         port = await rt.metrics.serve(rt.settings.metrics_port)
         log.info("serving /metrics on port %d; Redis at %s", port, rt.redises.default.where())
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
+        await tenancy.stop(rt)
         await rt.metrics.close()
         if rt.redises is not None:
             await rt.redises.close()
@@ -137,6 +139,7 @@ def _register_views(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if event.get("type") == "DELETED":
             rt.workflows.discard(key)
             rt.connections.pop(key, None)
+            await tenancy.workflow_deleted(rt, key[0])
             return
         rt.workflows.add(key)
 

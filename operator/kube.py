@@ -123,6 +123,34 @@ class Kube:
         found = await self.secret(namespace, name)
         return None if found is None else found[1]
 
+    async def secret_object(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+        """A Secret's annotations and decoded entries, or None if it does not exist."""
+        found = await self._read_secret(namespace, name)
+        if found is None:
+            return None
+        data = {key: base64.b64decode(value).decode() for key, value in (found.data or {}).items()}
+        return dict(found.metadata.annotations or {}), data
+
+    async def _read_secret(self, namespace: str, name: str) -> Any:
+        try:
+            return await self._call(
+                f"reading Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        """Delete a Secret; an absent one is fine."""
+        try:
+            await self._call(
+                f"deleting Secret {namespace}/{name}", self._core.delete_namespaced_secret, name, namespace
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
     async def config_map(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
         """A ConfigMap's labels and entries, or None if it does not exist."""
         try:

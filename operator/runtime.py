@@ -7,6 +7,7 @@ Workflow counts its runs and reads its Deployment's readiness.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from .kube import Kube
 from .metrics import OperatorMetrics
 from .models import Phase
 from .projection import Coalescer
+from .redis_users import NamespaceUsers
 from .settings import OperatorSettings
 from .store import Connection, Redises
 
@@ -72,6 +74,9 @@ class Runtime:
     """The time schedules are planned at (tests move it)."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When this operator began watching: schedules' fire times before it were missed."""
+    users: NamespaceUsers | None = None
+    """The namespaces' Redis users (:mod:`.tenancy`), when the operator gives each one its own."""
+    users_sweep: asyncio.Task[None] | None = None
 
     def runs_of(self, namespace: str, workflow: str) -> list[RunSeen]:
         """The runs of one Workflow."""

@@ -45,6 +45,24 @@ class OperatorSettings(BaseSettings):
             "each Workflow's namespace for its workers; empty mirrors the operator's own Redis settings."
         ),
     )
+    redis_acl: bool = Field(
+        False,
+        description=(
+            "Give the workers of each namespace a Redis ACL user of their own (Redis 7+), allowed only that "
+            "namespace's keys and the commands workers send, instead of the operator's password."
+        ),
+    )
+    redis_acl_check_interval: float = Field(
+        10.0,
+        gt=0,
+        description="How often each namespace's Redis user is set again, e.g. after a Redis "
+        "restart without its data (seconds).",
+    )
+    redis_acl_rotation_grace: float = Field(
+        600.0,
+        ge=0,
+        description="How long a namespace's previous Redis password stays valid after a rotation (seconds).",
+    )
     worker_service_account: str = Field(
         "", description="ServiceAccount of worker pods, unless a Workflow names its own; empty: the default."
     )

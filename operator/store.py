@@ -35,10 +35,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Connection:
-    """Where a Redis is: its URL and password (``None``: the URL's own, if any)."""
+    """Where a Redis is: its URL, password and ACL user (``None``: the URL's own, if any)."""
 
     url: str
     password: str | None = None
+    username: str | None = None
 
     def where(self) -> str:
         """The URL without credentials, for messages."""
@@ -72,7 +73,8 @@ class Redises:
         client = self._clients.get(connection)
         if client is None:
             password = None if connection.password is None else SecretStr(connection.password)
-            settings = self.settings.model_copy(update={"url": connection.url, "password": password})
+            update = {"url": connection.url, "password": password, "username": connection.username}
+            settings = self.settings.model_copy(update=update)
             client = self._clients[connection] = settings.client()
         return client
 

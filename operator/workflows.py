@@ -3,7 +3,8 @@
 One timer per Workflow does it all, level-triggered, so that creating, changing, resuming after a
 restart and repairing (a deleted Deployment comes back) are the same code path:
 
-1. mirror the operator's Redis Secret into the Workflow's namespace (unless ``spec.redis``);
+1. mirror the workers' Redis connection into the Workflow's namespace (unless ``spec.redis``):
+   the namespace's own Redis user, or the operator's connection (:mod:`.tenancy`);
 2. create the worker Deployment, or patch its pod template when the spec or the Redis connection
    changed (a hash of the connection is in the template, so new values roll the pods);
 3. read the graph the workers published and the backlog, under the Workflow resource's own name
@@ -24,13 +25,14 @@ import kopf
 from pydantic import ValidationError
 
 from . import deployment as manifests
-from . import models, tombstones
+from . import models, tenancy, tombstones
 from .kube import KubeError
 from .models import Phase
 from .projection import Coalescer, condition, merge_conditions
 from .runtime import DeploymentView, Runtime
 from .scaling import ScaleState, desired_workers
 from .store import Connection, RedisUnavailable, WorkflowStore
+from .tls import worker_ca
 
 __all__ = ["WorkflowMemory", "reconcile_workflow"]
 
@@ -56,6 +58,7 @@ class WorkflowMemory:
     coalescer: Coalescer
     scale: ScaleState = field(default_factory=ScaleState)
     mirrored: float = float("-inf")
+    mirrored_as: Connection | None = None
     connection: Connection | None = None
     connection_read: float = float("-inf")
     connection_for: str | None = None
@@ -93,19 +96,14 @@ async def _connection(
     return memory.connection
 
 
-def _mirrored(rt: Runtime) -> Connection:
-    """The Redis connection mirrored to Workflows: the operator Secret's URL and password, each
-    falling back to the operator's own (an existing Secret gives the operator its password)."""
-    own = rt.require_redis().default
-    secret = rt.operator_secret or {}
-    return Connection(secret.get("redis-url") or own.url, secret.get("redis-password") or own.password)
-
-
-async def _mirror_secret(rt: Runtime, body: Any, name: str, namespace: str) -> None:
-    """Copy the operator's Redis connection into the Workflow's namespace, owned by the Workflow."""
-    mirrored = _mirrored(rt)
+async def _mirror_secret(rt: Runtime, body: Any, name: str, namespace: str, mirrored: Connection) -> None:
+    """Copy the workers' Redis connection into the Workflow's namespace, owned by the Workflow."""
     secret = manifests.mirrored_secret(
-        workflow=name, namespace=namespace, url=mirrored.url, password=mirrored.password
+        workflow=name,
+        namespace=namespace,
+        url=mirrored.url,
+        password=mirrored.password,
+        username=mirrored.username,
     )
     kopf.adopt(secret, owner=body)
     await rt.require_kube().apply_secret(secret)
@@ -128,7 +126,10 @@ def _desired_deployment(
         service_account=rt.settings.worker_service_account,
         drain_seconds=rt.settings.worker_drain_seconds,
         max_payload_bytes=rt.settings.max_payload_bytes,
-        connection_hash=manifests.connection_hash(workers_connection.url, workers_connection.password),
+        redis_ca=worker_ca(rt.settings.redis) if spec.redis is None else None,
+        connection_hash=manifests.connection_hash(
+            workers_connection.url, workers_connection.password, workers_connection.username
+        ),
     )
 
 
@@ -278,9 +279,12 @@ async def reconcile_workflow(
             return
         try:
             connection = await _connection(rt, memory, parsed, namespace, now)
-            if parsed.redis is None and now - memory.mirrored >= MIRROR_SECONDS:
-                await _mirror_secret(rt, body, name, namespace)
-                memory.mirrored = now
+            workers = connection
+            if parsed.redis is None:
+                workers = await tenancy.workers_connection(rt, namespace, now=now)
+                if now - memory.mirrored >= MIRROR_SECONDS or workers != memory.mirrored_as:
+                    await _mirror_secret(rt, body, name, namespace, workers)
+                    memory.mirrored, memory.mirrored_as = now, workers
         except KubeError as exc:
             _report(rt, body, memory, "SecretFailed", str(exc))
             ready = condition("Ready", False, "SecretUnavailable", str(exc), generation=generation)
@@ -320,7 +324,7 @@ async def reconcile_workflow(
                 name=name,
                 namespace=namespace,
                 initial=wanted,
-                workers_connection=connection if parsed.redis is not None else _mirrored(rt),
+                workers_connection=workers,
             )
             if view is not None and wanted is not None and view.spec_replicas != wanted:
                 await rt.require_kube().patch_deployment(namespace, dname, {"spec": {"replicas": wanted}})

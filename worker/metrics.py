@@ -11,21 +11,29 @@ name                               type       labels                  meaning
 ``floxide_reclaimed_total``        counter    workflow, node          items taken over from a silent worker
 ``floxide_queue_lag``              gauge      workflow                items not yet delivered, retries waiting
 ``floxide_queue_pending``          gauge      workflow                items delivered, not yet acknowledged
+``floxide_throttled_total``        counter    workflow, node          set aside by a node limit (no failure)
+``floxide_throttled_items``        gauge      workflow                waiting for a node limit's slot or token
+``floxide_limit_slots_in_use``     gauge      workflow, limit         concurrency slots held now (all keys)
+``floxide_limit_waiting``          gauge      workflow, limit, kind   waiting for the limit now (all keys)
 =================================  =========  ======================  ========================================
 
 ``result`` is ``committed``, ``duplicate``, ``retrying``, ``failed``, ``parked``,
-``dropped``, ``cancelled`` or ``released`` (given back unfinished or unstarted by a draining
+``dropped``, ``cancelled``, ``throttled`` or ``released`` (given back unfinished or unstarted by a draining
 worker). ``floxide_reclaimed_total`` counts crashes seen by this worker: items whose worker
 went silent mid-step (lease expired), not items a draining worker handed back. Labels stay
-few and bounded: never a run id or an item id. The metrics live in a registry of their own
+few and bounded: never a run id or an item id, and a keyed limit is one ``limit`` (its name,
+summed over its keys). The metrics live in a registry of their own
 (no global state); the process collector adds the usual ``process_*`` metrics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from floxide.distributed.execution import StepResult
+from floxide.distributed.limits import LimitUsage
 from floxide.distributed.models import Claim
 from floxide.distributed.worker import WorkerHooks
 
@@ -76,6 +84,21 @@ class PrometheusHooks(WorkerHooks):
         self.pending = Gauge(
             "floxide_queue_pending", "Items delivered, not yet acknowledged.", ["workflow"], registry=r
         )
+        self.throttled = Counter(
+            "floxide_throttled_total", "Items set aside by a node limit.", ["workflow", "node"], registry=r
+        )
+        self.throttled_now = Gauge(
+            "floxide_throttled_items", "Items waiting for a limit's slot or token.", ["workflow"], registry=r
+        )
+        self.slots = Gauge(
+            "floxide_limit_slots_in_use", "Concurrency slots held now.", ["workflow", "limit"], registry=r
+        )
+        self.waiting = Gauge(
+            "floxide_limit_waiting",
+            "Items waiting for the limit now.",
+            ["workflow", "limit", "kind"],
+            registry=r,
+        )
         ProcessCollector(registry=r)
         self._running: set[str] = set()
         self.in_progress.labels(workflow).set_function(lambda: len(self._running))
@@ -93,6 +116,8 @@ class PrometheusHooks(WorkerHooks):
             self.retries.labels(self.workflow, node).inc()
         elif result == "failed":
             self.dead.labels(self.workflow, node).inc()
+        elif result == "throttled":
+            self.throttled.labels(self.workflow, node).inc()
 
     def on_reclaim(self, claim: Claim) -> None:
         self.reclaimed.labels(self.workflow, claim.item.node).inc()
@@ -100,6 +125,20 @@ class PrometheusHooks(WorkerHooks):
     def on_backlog(self, lag: int, pending: int) -> None:
         self.lag.labels(self.workflow).set(lag)
         self.pending.labels(self.workflow).set(pending)
+
+    def on_limits(self, usage: Sequence[LimitUsage], throttled: int) -> None:
+        self.throttled_now.labels(self.workflow).set(throttled)
+        slots: dict[str, int] = {}
+        waiting: dict[tuple[str, str], int] = {}
+        for u in usage:
+            name = u.ident.partition("=")[0].partition("#")[0]  # a keyed limit's keys summed
+            if u.kind == "concurrency":
+                slots[name] = slots.get(name, 0) + u.in_use
+            waiting[(name, u.kind)] = waiting.get((name, u.kind), 0) + u.waiting
+        for name, count in slots.items():
+            self.slots.labels(self.workflow, name).set(count)
+        for (name, kind), count in waiting.items():
+            self.waiting.labels(self.workflow, name, kind).set(count)
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""

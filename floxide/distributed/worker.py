@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from floxide.context import CancelToken
 from floxide.distributed.execution import StepResult, process_claim
+from floxide.distributed.limits import LimitUsage
 from floxide.distributed.models import Claim, RunStatus, WorkerHealth, WorkerStatus, utcnow
 from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from floxide.distributed.protocols import Backend, ControlFeed, Handoff, StepInput
@@ -63,6 +64,9 @@ class WorkerHooks:
 
     def on_reclaim(self, claim: Claim) -> None:
         """An item was taken over from a worker that went silent holding it (a crash)."""
+
+    def on_limits(self, usage: Sequence[LimitUsage], throttled: int) -> None:
+        """The workflow's node limits were read (with each heartbeat, if it has any)."""
 
 
 class DistributedWorker:
@@ -353,6 +357,10 @@ class DistributedWorker:
             lag, pending = await self.backend.queue.backlog()
             for hook in self.hooks:
                 _safely(hook.on_backlog, lag, pending)
+        if self.hooks and self._limited:
+            usage, throttled = await self.backend.limits.usage(), await self.backend.limits.throttled()
+            for hook in self.hooks:
+                _safely(hook.on_limits, usage, throttled)
 
     async def _extend_leases(self) -> None:
         held = [c for c in self._inflight.values() if c.delivery not in self._handed_back]

@@ -149,9 +149,7 @@ def topology(settings: RedisSettings, url: str | None = None) -> Topology:
         )
     if mode == "cluster" and db:
         raise ValueError(f"a Redis Cluster has database 0 only (got {db})")
-    return Topology(
-        hosts=hosts, master_name=master, db=db, username=username, password=password, **common
-    )
+    return Topology(hosts=hosts, master_name=master, db=db, username=username, password=password, **common)
 
 
 def _our_options(settings: RedisSettings, query: dict[str, str]) -> tuple[int, int, str | None]:

@@ -24,14 +24,21 @@ T = TypeVar("T")
 class RedisSettings(BaseSettings):
     """How to reach Redis. Environment: ``FLOXIDE_REDIS_URL``, ``FLOXIDE_REDIS_PASSWORD``, ...
 
-    ``rediss://`` URLs use TLS; ``tls_ca_file`` verifies the server with a private CA.
+    ``rediss://`` URLs use TLS; ``tls_ca_file`` (a file) or ``tls_ca_data`` (the PEM text itself, as
+    the operator hands it to workers) verifies the server with a private CA.
     """
 
     model_config = SettingsConfigDict(env_prefix="FLOXIDE_REDIS_", extra="ignore")
 
     url: str = Field("redis://localhost:6379/0", description="redis:// or rediss:// (TLS) URL.")
     password: SecretStr | None = Field(None, description="Overrides a password in the URL.")
+    username: str | None = Field(
+        None, description="ACL user (Redis 6+), over a user in the URL; unset: the URL's, else 'default'."
+    )
     tls_ca_file: str | None = Field(None, description="CA bundle to verify a TLS server with.")
+    tls_ca_data: str | None = Field(
+        None, description="CA certificates (PEM text) to verify a TLS server with, besides tls_ca_file."
+    )
     tls_insecure: bool = Field(False, description="Skip TLS certificate verification (testing only).")
     socket_timeout: float = Field(
         10.0, gt=0, description="Seconds a command may take (blocking reads excluded)."
@@ -82,9 +89,14 @@ class RedisSettings(BaseSettings):
         if self.password is not None:
             options["password"] = self.password.get_secret_value()
             url = _without_password(url)  # redis-py lets a password in the URL win over the option
+        if self.username:
+            options["username"] = self.username
+            url = _without_user(url)
         if self.url.startswith("rediss"):  # rediss://, rediss+cluster://, rediss+sentinel://
             if self.tls_ca_file:
                 options["ssl_ca_certs"] = self.tls_ca_file
+            if self.tls_ca_data:
+                options["ssl_ca_data"] = self.tls_ca_data
             if self.tls_insecure:
                 options["ssl_cert_reqs"] = "none"
         return build_client(self, url, options)
@@ -102,6 +114,15 @@ def _without_password(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+
+
+def _without_user(url: str) -> str:
+    """``url`` with no user name in it (a password stays)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f":{parts.password}@{host}" if parts.password else host))
 
 
 class _Reconnect(Retry):

@@ -63,7 +63,7 @@ def test_container_runs_the_worker_command_from_the_workflow_image() -> None:
 
 def test_worker_environment_then_the_workflows_own() -> None:
     env = container(build(drain_seconds=40))["env"]
-    assert env[:7] == [
+    assert env[:8] == [
         {
             "name": "FLOXIDE_REDIS_URL",
             "valueFrom": {"secretKeyRef": {"name": "orders-redis", "key": "redis-url"}},
@@ -74,13 +74,19 @@ def test_worker_environment_then_the_workflows_own() -> None:
                 "secretKeyRef": {"name": "orders-redis", "key": "redis-password", "optional": True}
             },
         },
+        {
+            "name": "FLOXIDE_REDIS_USERNAME",
+            "valueFrom": {
+                "secretKeyRef": {"name": "orders-redis", "key": "redis-username", "optional": True}
+            },
+        },
         {"name": "FLOXIDE_NAMESPACE", "value": "team-a"},
         {"name": "FLOXIDE_WORKER_CONCURRENCY", "value": "8"},
         {"name": "FLOXIDE_WORKER_HTTP_PORT", "value": "9090"},
         {"name": "FLOXIDE_WORKER_DRAIN_SECONDS", "value": "40"},
         {"name": "FLOXIDE_WORKER_SERVE_AS", "value": "orders"},
     ]
-    assert env[7:] == [
+    assert env[8:] == [
         {"name": "LOG_LEVEL", "value": "DEBUG"},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
     ]
@@ -187,10 +193,18 @@ def test_mirrored_secret() -> None:
     )
     assert secret["metadata"]["name"] == "orders-redis"
     assert secret["metadata"]["namespace"] == "team-a"
-    decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items() if value}
     assert decoded == {"redis-url": "redis://r:6379/0", "redis-password": "pw"}
     bare = deployment.mirrored_secret(workflow="orders", namespace="team-a", url="redis://r", password=None)
     assert bare["data"]["redis-password"] is None  # a merge patch removes it
+    assert bare["data"]["redis-username"] is None  # no namespace user: the default one
+    own = deployment.mirrored_secret(
+        workflow="orders", namespace="team-a", url="redis://r", password="pw-a", username="floxide-ns-team-a"
+    )
+    assert base64.b64decode(own["data"]["redis-username"]).decode() == "floxide-ns-team-a"
+    assert deployment.connection_hash("redis://r", "pw-a", "floxide-ns-team-a") != deployment.connection_hash(
+        "redis://r", "pw-a"
+    )
 
 
 def test_a_new_redis_connection_changes_the_pod_template() -> None:

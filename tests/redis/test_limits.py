@@ -13,12 +13,18 @@ Cases:
   than 2 at once overall (keys do not share slots);
 * a rate limit of 10/s with bursts of 3: in any window of 1 s at most 3 + 10 starts; the
   throttled items are no failures, and the unlimited sibling node finishes first;
-* in memory (in-process workers on one InMemoryBackend) the same limits hold.
+* in memory (in-process workers on one InMemoryBackend) the same limits hold;
+* the CLI: ``submit --priority high --wait``, then ``status --json`` shows the priority and the
+  run's throttled items, ``limits --json`` the limit's state; a bad ``--priority`` exits 2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,7 @@ from floxide.distributed import DistributedOrchestrator, InMemoryBackend, RunSta
 from floxide.redis import RedisBackend
 from tests.distributed.inprocess import running
 from tests.redis import limit_flows
-from tests.redis.conftest import NAMESPACE, Workers
+from tests.redis.conftest import NAMESPACE, ROOT, RedisServer, Workers
 from tests.redis.limit_flows import Batch, busiest_window, peak, read_probes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -154,3 +160,32 @@ async def test_limits_hold_in_memory(flow: str, marks: Path) -> None:
     node = {"limited": "call", "keyed": "per_customer", "rated": "api"}[flow]
     assert (await orch.metrics(run_id)).nodes[node].throttled > 0
     assert (await orch.metrics(run_id)).failed == 0
+
+
+def floxide(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLOXIDE_REDIS_URL": url, "FLOXIDE_NAMESPACE": NAMESPACE}
+    return subprocess.run(
+        [sys.executable, "-m", "floxide.cli", *args],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def test_the_cli_shows_limits_priority_and_throttled_items(
+    redis: Redis, redis_server: RedisServer, workers: Workers, marks: Path
+) -> None:
+    await workers.start("tests.redis.limit_flows:limited", count=2, concurrency=4)
+    target = "tests.redis.limit_flows:limited"
+    submitted = floxide("submit", target, "-i", '{"count": 12, "hold": 0.1}', "--priority", "high",
+                        "--wait", url=redis_server.url)  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stderr.split("submitted run ")[1].split()[0]
+    status = json.loads(floxide("status", run_id, "--json", url=redis_server.url).stdout)
+    assert status["priority"] == "high" and status["throttled"] > 0 and status["status"] == "Completed"
+    shown = json.loads(floxide("limits", "limited", "--json", url=redis_server.url).stdout)
+    [call] = shown["limits"]
+    assert (call["ident"], call["kind"], call["limit"], call["in_use"], call["granted"]) == (
+        "call", "concurrency", "3", 0, 12
+    )
+    assert call["throttled"] == status["throttled"] and shown["throttled_now"] == 0
+    bad = floxide("submit", target, "-i", '{"count": 1}', "--priority", "urgent", url=redis_server.url)
+    assert bad.returncode == 2 and "--priority must be one of high, normal, low, not 'urgent'" in bad.stderr

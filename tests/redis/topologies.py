@@ -7,7 +7,8 @@
   (``redis-server sentinel.conf --sentinel``, quorum 2, ``down-after-milliseconds`` 1000), the
   primary named ``mymaster``; its URL is ``redis+sentinel://127.0.0.1:S1,...,S3/mymaster/0``.
   :meth:`SentinelServers.kill_primary` SIGKILLs the primary; :meth:`wait_failover` waits until
-  the sentinels name the replica as the new primary.
+  the sentinels name the replica as the new primary; :meth:`pause_replica` (SIGSTOP) makes the
+  replica lag behind, as a slow or partitioned one would.
 
 Every process runs without persistence in its own directory and is stopped (SIGKILL if it
 hangs) by :meth:`stop`. ``redis-cli`` comes with Debian's ``redis-tools`` (scripts/test.sh).
@@ -16,6 +17,7 @@ hangs) by :meth:`stop`. ``redis-cli`` comes with Debian's ``redis-tools`` (scrip
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -177,6 +179,20 @@ class SentinelServers:
         assert self.primary.process is not None
         self.primary.process.kill()
         self.primary.process.wait(10)
+
+    def pause_replica(self) -> None:
+        """Cut the replica off: SIGSTOP it, then have the primary drop its link (``CLIENT KILL TYPE
+        replica``), so the primary's writes from now on reach no replica (a SIGSTOP alone would
+        not do: the kernel keeps receiving them into the stopped replica's socket)."""
+        assert self.replica.process is not None
+        self.replica.process.send_signal(signal.SIGSTOP)
+        with self.primary.sync_client() as client:
+            client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+
+    def resume_replica(self) -> None:
+        """SIGCONT the replica."""
+        assert self.replica.process is not None
+        self.replica.process.send_signal(signal.SIGCONT)
 
     def wait_failover(self, *, timeout: float = 60.0) -> float:
         """Wait until the sentinels name the replica as primary; the seconds it took."""

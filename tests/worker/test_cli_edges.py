@@ -6,6 +6,8 @@ Cases:
   workers have a port each;
 * ``floxide run --workers N`` needs ``--redis`` or ``FLOXIDE_REDIS_URL`` (usage, exit 2);
   ``--workers 0`` is refused without a live worker of the workflow, and uses the live ones;
+* ``floxide resume RUN`` of a completed run prints its recorded output (exit 0), as ``floxide
+  run`` with its id does;
 * ``floxide submit --wait`` says on stderr when no live worker serves the workflow, and when
   one comes; ``--timeout`` gives up (exit 1) while the run goes on;
 * a malformed ``--redis`` URL or a bad ``--run-id``: exit status 2 (usage), one line;
@@ -134,6 +136,27 @@ def test_workers_zero_needs_live_workers(spawn: Callable[..., Proc], redis_url: 
     wait_until(lambda: json.loads(floxide("workers", env=env).stdout), what="a live worker")
     done = floxide(*command, env=env)
     assert (done.returncode, done.stdout) == (0, "2\n"), done.stderr
+
+
+def test_resuming_a_completed_run_prints_its_output(
+    spawn: Callable[..., Proc], redis_url: str, namespace: str
+) -> None:
+    env = child_env(redis_url, FLOXIDE_NAMESPACE=namespace)
+    spawn(*worker_args(COUNTDOWN, "--http-port", "0"), env=env)
+    command = ("run", COUNTDOWN, "--input", '{"steps": 2, "delay": 0}', "--workers", "0", "--run-id", "done")
+    wait_until(lambda: json.loads(floxide("workers", env=env).stdout), what="a live worker")
+    first = floxide(*command, env=env)
+    assert (first.returncode, first.stdout) == (0, "2\n"), first.stderr
+    again = floxide(*command, env=env)  # 'floxide run' with the same id: the recorded output
+    resumed = floxide("resume", "done", env=env)
+    assert (again.returncode, again.stdout) == (0, "2\n"), again.stderr
+    assert (resumed.returncode, resumed.stdout) == (0, "2\n"), resumed.stderr
+    as_json = floxide("resume", "done", "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {"run_id": "done", "status": "Completed", "output": 2}
+    cancelled = floxide("cancel", "done", env=env)  # other moves of a finished run stay refused
+    assert cancelled.returncode == 1
+    assert one_line(cancelled) == "error: run 'done' is Completed; it cannot become Cancelled"
 
 
 # -- floxide submit --wait --------------------------------------------------------------------

@@ -5,7 +5,8 @@ Cases:
   are timed; retries and dead letters have their own counters;
 * the in-progress gauge follows claims and results;
 * the backlog gauges follow ``on_backlog``;
-* no run or item id ever becomes a label.
+* no run or item id ever becomes a label;
+* throttled items have their counter; the limit gauges sum a keyed limit over its keys.
 """
 
 from __future__ import annotations
@@ -67,3 +68,30 @@ def test_in_progress_and_backlog_gauges() -> None:
     assert got[("floxide_queue_pending", (("workflow", "orders"),))] == 3
     hooks.on_result(first, "committed", 0.1)
     assert samples(hooks)[("floxide_steps_in_progress", (("workflow", "orders"),))] == 1
+
+
+def test_throttled_items_and_limit_gauges() -> None:
+    from floxide.distributed.limits import LimitUsage
+
+    hooks = PrometheusHooks("billing")
+    for n in range(3):
+        c = claim("charge", n)
+        hooks.on_claim(c)
+        hooks.on_result(c, "throttled", 0.001)
+    hooks.on_limits(
+        [
+            LimitUsage(kind="concurrency", ident="charge=acme", limit="2", in_use=2, waiting=3),
+            LimitUsage(kind="concurrency", ident="charge=globex", limit="2", in_use=1, waiting=0),
+            LimitUsage(kind="rate", ident="api", limit="5/s burst 1", waiting=4),
+        ],
+        7,
+    )
+    got = samples(hooks)
+    wf = ("workflow", "billing")
+    assert got[("floxide_throttled_total", (("node", "charge"), wf))] == 3
+    assert got[("floxide_work_items_total", (("node", "charge"), ("result", "throttled"), wf))] == 3
+    assert ("floxide_step_duration_seconds_count", (("node", "charge"), wf)) not in got  # not run
+    assert got[("floxide_throttled_items", (wf,))] == 7
+    assert got[("floxide_limit_slots_in_use", (("limit", "charge"), wf))] == 3  # summed: no key label
+    assert got[("floxide_limit_waiting", (("kind", "concurrency"), ("limit", "charge"), wf))] == 3
+    assert got[("floxide_limit_waiting", (("kind", "rate"), ("limit", "api"), wf))] == 4

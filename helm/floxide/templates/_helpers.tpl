@@ -122,7 +122,8 @@ The Redis URL the operator and the workers use.
 */}}
 {{- define "floxide.redis.url" -}}
 {{- if .Values.redis.enabled }}
-{{- printf "redis://%s.%s.svc.%s:%d/0" (include "floxide.redis.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.redis.service.port) }}
+{{- $scheme := ternary "rediss" "redis" (ne (include "floxide.redis.tls" .) "") }}
+{{- printf "%s://%s.%s.svc.%s:%d/0" $scheme (include "floxide.redis.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.redis.service.port) }}
 {{- else }}
 {{- required "redis.external.url is required when redis.enabled is false (redis://host:6379/0 or rediss://...)" .Values.redis.external.url }}
 {{- end }}
