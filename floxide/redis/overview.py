@@ -12,7 +12,8 @@ a person opens a node):
   for the page, statuses a batch at a time when filtering);
 * :meth:`Overview.context`: a run's context as stored, without its model;
 * :meth:`Overview.input`: the input a run was started with (kept in the run's record);
-* :meth:`Overview.items`: the latest item states of one node of a run.
+* :meth:`Overview.items`: the latest item states of one node of a run;
+* :meth:`Overview.item_states`: the states of given items of a run (those workers hold).
 """
 
 from __future__ import annotations
@@ -166,6 +167,15 @@ class Overview:
         if size is not None:
             return False, f"not kept: {size!s} characters of JSON (more than {INPUT_LIMIT})"
         return False, "not recorded"
+
+    async def item_states(
+        self, namespace: str, workflow: str, run_id: str, item_ids: Sequence[str]
+    ) -> list[WorkItemState]:
+        """The states of these items of the run (those it has)."""
+        if not item_ids:
+            return []
+        raws = await self.client.hmget(KeySpace(namespace, workflow).run(run_id).items, list(item_ids))
+        return [WorkItemState.model_validate_json(raw) for raw in raws if raw is not None]
 
     async def items(
         self, namespace: str, workflow: str, run_id: str, node: str, *, limit: int = 50

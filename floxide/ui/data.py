@@ -1,8 +1,8 @@
 """The dashboard's reads and actions on Redis: the stores and actions the ``floxide`` commands use.
 
 * runs: :class:`~floxide.redis.overview.Overview` (a page over every workflow of the shown
-  namespaces), a run: :func:`floxide.run_view.read_run_view` (the view ``floxide status``
-  shows), its picture: :func:`floxide.run_picture.render` (laid out by Graphviz, off the
+  namespaces), a run: :func:`floxide.run_view.build_run_view` (the view ``floxide status``
+  shows) from the stores, its picture: :func:`floxide.run_picture.render` (laid out by Graphviz, off the
   event loop, kept while the run's picture does not change);
 * workers: each workflow's liveness store (as ``floxide workers``);
 * actions: :func:`floxide.cli_distributed.control` (as ``floxide pause|resume|cancel|retry``).
@@ -18,12 +18,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from floxide.distributed.models import RunStatus
+from floxide.distributed.models import ItemStatus, RunStatus, WorkItemState
 from floxide.errors import NotStarted
 from floxide.run_picture import PictureFormat, render_dot, to_dot
-from floxide.run_view import RunView, read_run_view
+from floxide.run_view import RunView, build_run_view
 from floxide.ui.models import (
     ERROR_PREVIEW,
     Action,
@@ -47,6 +47,9 @@ __all__ = ["DISCOVERY_SECONDS", "Dashboard", "UnknownRun", "allowed_actions"]
 
 DISCOVERY_SECONDS = 30.0
 """How long a scan's list of namespaces is used before the next scan."""
+
+GRAPH_SECONDS = 10.0
+"""How long a workflow's published graph is used before it is read again (workers republish it)."""
 
 _PICTURES = 64
 """Run pictures kept (by their DOT text): a page's live updates draw only what changed."""
@@ -112,6 +115,7 @@ class Dashboard:
         self.overview: Overview = Overview(client)
         self._found: tuple[float, list[str]] | None = None
         self._pictures: OrderedDict[str, str] = OrderedDict()
+        self._graphs: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     # -- where to look ----------------------------------------------------------------------------
 
@@ -167,15 +171,46 @@ class Dashboard:
         )
 
     async def view(self, namespace: str, workflow: str, run_id: str) -> RunView:
-        """The run's nodes (in graph order) with their counts and states."""
+        """The run's nodes (in graph order) with their counts and states (:mod:`floxide.run_view`'s rules).
+
+        What runs comes from the workers' heartbeats: the items of this run they held at their
+        last heartbeat (at most a heartbeat old; a finished item's slot has most likely been
+        taken by the next item of its node), not from the run's item states, so a live page
+        reads as much at 5,000 items as at 5. Items waiting for a retry show as queued.
+        """
         await self._shown(namespace)
-        view = await read_run_view(self.backend(namespace, workflow), run_id, namespace=namespace)
-        if view is None:
+        backend = self.backend(namespace, workflow)
+        info = await backend.runs.get(run_id)
+        if info is None:
             raise UnknownRun(
                 f"run '{run_id}' of workflow '{workflow}' does not exist in namespace '{namespace}' "
                 "(or has expired)"
             )
-        return view
+        metrics = await backend.metrics.get(run_id)
+        items: list[WorkItemState] = []
+        if not info.status.finished:
+            prefix = f"{run_id}/"
+            held = [
+                ref[len(prefix) :]
+                for health in await backend.liveness.list()
+                for ref in health.in_flight
+                if ref.startswith(prefix)
+            ]
+            states = await self.overview.item_states(namespace, workflow, run_id, held)
+            items = [state.model_copy(update={"status": ItemStatus.RUNNING}) for state in states]
+        return build_run_view(
+            info=info, metrics=metrics, graph=await self._graph(backend), items=items, namespace=namespace
+        )
+
+    async def _graph(self, backend: RedisBackend) -> dict[str, Any] | None:
+        """The workflow's published graph, read at most every :data:`GRAPH_SECONDS`."""
+        key = f"{backend.keys.namespace}/{backend.workflow}"
+        now = time.monotonic()
+        cached = self._graphs.get(key)
+        if cached is None or now - cached[0] > GRAPH_SECONDS:
+            cached = (now, await backend.graph())
+            self._graphs[key] = cached
+        return cached[1]
 
     async def run(self, namespace: str, workflow: str, run_id: str) -> RunDetail:
         """The run with its input, outputs and context."""

@@ -46,7 +46,7 @@
   let pending = null;
   function refreshPanel() {
     if (!selected || pending) return;
-    pending = setTimeout(() => { pending = null; if (selected) showNode(selected); }, 500);
+    pending = setTimeout(() => { pending = null; if (selected) showNode(selected); }, 3000);
   }
   function mark() {
     document.querySelectorAll("tr.node").forEach((row) => row.classList.toggle("selected", row.dataset.node === selected));
