@@ -210,6 +210,7 @@ def workflow_run_crd() -> Schema:
             _column("Run-ID", ".status.runId", "Id of the run in Redis.", priority=1),
             _column("Started", ".status.startedAt", "When the run started.", type="date", priority=1),
             _column("Output", ".status.outputPreview", "Start of the output.", priority=1),
+            _column("Priority", ".spec.priority", "Run priority class: high, normal or low.", priority=1),
         ],
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic.alias_generators import to_camel
@@ -426,6 +426,10 @@ class WorkflowStatus(KubeModel):
     backlog: int | None = Field(
         None, ge=0, description="Work items in the queue not yet done (lag plus pending; work items)."
     )
+    slots_in_use: int | None = Field(None, ge=0, description="Node concurrency-limit slots held now (slots).")
+    throttled_items: int | None = Field(
+        None, ge=0, description="Work items waiting for a node limit's slot or rate token now (work items)."
+    )
     graph: WorkflowGraph | None = Field(None, description="The workflow graph, as published by the workers.")
     kopf: OpaqueObject | None = Field(None, description=_KOPF_DESCRIPTION)
 
@@ -499,6 +503,11 @@ class WorkflowRunSpec(KubeModel):
     )
     retry_generation: int = Field(
         0, ge=0, description="Raising it retries a Failed run from the steps that failed."
+    )
+    priority: Literal["high", "normal", "low"] = Field(
+        "normal",
+        json_schema_extra=_cel(("self == oldSelf", "priority is immutable")),
+        description="Workers take a higher class's work items first; low still gets about one claim in ten.",
     )
 
 

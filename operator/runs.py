@@ -160,6 +160,7 @@ async def _admit(
         payload=value,
         deadline_seconds=spec.active_deadline_seconds,
         max_payload_bytes=limit,
+        priority=spec.priority,
     )
     if spec.suspend:
         await store.move(run_id, RunStatus.PAUSED)

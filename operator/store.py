@@ -131,6 +131,12 @@ class WorkflowStore:
         async with _guard(self.connection):
             return await self.backend.graph()
 
+    async def limits(self) -> tuple[int, int]:
+        """Node-limit slots held now (all limits and keys), and work items waiting for a limit."""
+        async with _guard(self.connection):
+            usage = await self.backend.limits.usage()
+            return sum(u.in_use for u in usage), await self.backend.limits.throttled()
+
     async def backlog(self) -> int:
         """Work items waiting, retrying or being worked on (lag plus pending)."""
         async with _guard(self.connection):
@@ -161,6 +167,7 @@ class WorkflowStore:
         payload: Any,
         deadline_seconds: float | None,
         max_payload_bytes: int | None = None,
+        priority: str = "normal",
     ) -> None:
         """Queue the run's first work item; idempotent per run id (a second call changes nothing).
 
@@ -173,6 +180,7 @@ class WorkflowStore:
                 run_id=run_id,
                 deadline_seconds=deadline_seconds,
                 max_payload_bytes=max_payload_bytes,
+                priority=priority,
             )
 
     async def read(self, run_id: str) -> tuple[RunInfo | None, RunMetrics]:

@@ -72,7 +72,7 @@ def _memory(rt: Runtime, memo: Any, status: dict[str, Any]) -> WorkflowMemory:
     memory: WorkflowMemory | None = memo.get("workflow")
     if memory is None:
         memory = memo["workflow"] = WorkflowMemory(
-            coalescer=rt.coalescer(status, volatile=frozenset({"backlog"}))
+            coalescer=rt.coalescer(status, volatile=frozenset({"backlog", "slotsInUse", "throttledItems"}))
         )
     return memory
 
@@ -215,6 +215,7 @@ class RedisView:
     graph: dict[str, Any] | None = None
     error: str | None = None
     queued: int | None = None
+    limits: tuple[int, int] | None = None  # node-limit slots in use, items throttled
 
 
 async def _read_redis(
@@ -232,7 +233,8 @@ async def _read_redis(
         store = rt.require_redis().store(connection, namespace=namespace, workflow=name)
         queued = await store.apply_run_limit(max_active_runs)
         rt.metrics.queued_runs.labels(namespace, name).set(queued)
-        return RedisView(backlog=await store.backlog(), graph=await _graph(store, memory, now), queued=queued)
+        backlog, graph = await store.backlog(), await _graph(store, memory, now)
+        return RedisView(backlog=backlog, graph=graph, queued=queued, limits=await store.limits())
     except RedisUnavailable as exc:
         return RedisView(error=str(exc))
 
@@ -354,6 +356,8 @@ async def reconcile_workflow(
             active_runs=active,
             queued_runs=redis.queued,
             backlog=redis.backlog,
+            slots_in_use=redis.limits[0] if redis.limits else None,
+            throttled_items=redis.limits[1] if redis.limits else None,
             graph=graph_model(redis.graph),
         ).to_body()
         for kept in ("backlog", "graph"):  # while Redis is away, the last known values stay

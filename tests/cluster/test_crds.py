@@ -88,6 +88,7 @@ REFUSALS = [
     ),
     ("run", {"activeDeadlineSeconds": -1}, "spec.activeDeadlineSeconds: Invalid value: -1"),
     ("run", {"shutdown": "Later"}, 'spec.shutdown: Unsupported value: "Later"'),
+    ("run", {"priority": "urgent"}, 'spec.priority: Unsupported value: "urgent"'),
 ]
 
 
@@ -124,6 +125,25 @@ def test_a_runs_workflow_cannot_be_changed(
         assert "workflow is immutable; create a new WorkflowRun instead" in result.stderr
     finally:
         floxide.kube.delete("workflowruns", namespace, "pinned")
+
+
+def test_a_runs_priority_defaults_to_normal_and_cannot_be_changed(
+    floxide: Installation, control_plane: ControlPlane, namespace: str
+) -> None:
+    made = floxide.kube.create("workflowruns", namespace, workflow_run("plain", "wf", 1, suspend=True))
+    urgent = workflow_run("urgent", "wf", 1, suspend=True)
+    urgent["spec"]["priority"] = "high"
+    try:
+        assert made["spec"]["priority"] == "normal"
+        assert floxide.kube.create("workflowruns", namespace, urgent)["spec"]["priority"] == "high"
+        urgent["spec"]["priority"] = "low"
+        result = control_plane.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(urgent), check=False
+        )
+        assert result.returncode != 0 and "priority is immutable" in result.stderr, result.stderr
+    finally:
+        floxide.kube.delete("workflowruns", namespace, "plain")
+        floxide.kube.delete("workflowruns", namespace, "urgent")
 
 
 def test_unknown_status_fields_are_pruned(floxide: Installation, namespace: str) -> None:

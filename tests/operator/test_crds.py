@@ -409,6 +409,7 @@ def test_workflow_run_printer_columns() -> None:
         ("RUN-ID", ".status.runId", "string", 1),
         ("STARTED", ".status.startedAt", "date", 1),
         ("OUTPUT", ".status.outputPreview", "string", 1),
+        ("PRIORITY", ".spec.priority", "string", 1),
     ]
 
 
@@ -693,6 +694,8 @@ def full_workflow_status() -> models.WorkflowStatus:
         active_runs=1,
         queued_runs=2,
         backlog=25,
+        slots_in_use=3,
+        throttled_items=7,
         graph=models.WorkflowGraph(
             nodes=[
                 models.GraphNode(name="classify", input="int", output="Size"),

@@ -2,10 +2,11 @@
 
 Cases:
 - applying a Workflow creates its worker Deployment (controlled by the Workflow, the worker pod
-  template, the mirrored Redis Secret) at zero workers; a run scales it up, reaches Succeeded
-  with the output "BigNode: 84" and progress 2/2 (within 2 s of finishing in Redis), posts an
-  Event per phase, drops its finalizer, and its status patches come at most once per second;
-  the Workflow's status shows the workers' graph, readiness and runs; /metrics counts it all;
+  template, the mirrored Redis Secret) at zero workers; a run (priority high, passed on to
+  Redis) scales it up, reaches Succeeded with the output "BigNode: 84" and progress 2/2 (within
+  2 s of finishing in Redis), posts an Event per phase, drops its finalizer, and its status
+  patches come at most once per second; the Workflow's status shows the workers' graph,
+  readiness and runs (and no node-limit slots or throttled items); /metrics counts it all;
 - a run of a Workflow that does not exist waits in Pending, naming it, and runs once it appears;
 - an input that does not fit the published input schema fails the run, naming the field;
 - large inputs, inline or from a ConfigMap, are never copied into kopf's annotations.
@@ -74,7 +75,7 @@ async def test_branching_run_succeeds(cluster: Cluster) -> None:
         secret = await eventually(lambda: api.get(SECRETS, "examples-redis"), what="the mirrored Secret")
         assert secret["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
 
-        await api.create(RUNS, run_manifest("big", 42))
+        await api.create(RUNS, run_manifest("big", 42, priority="high"))
         await eventually(lambda: (api.get(DEPLOYMENTS, "examples-workers") or {})["spec"]["replicas"] >= 1)
         await eventually(phase_is(cluster, "big", "Succeeded"), timeout=60, what="Succeeded")
         status = api.status(RUNS, "big")
@@ -116,6 +117,7 @@ async def test_branching_run_succeeds(cluster: Cluster) -> None:
     async with redis_backend(cluster.redis_url, "examples") as backend:
         info = await backend.runs.get(status["runId"])
     assert info is not None and info.finished_at is not None
+    assert info.priority == "high"  # spec.priority, passed on when the run was seeded
     patches = api.requests("PATCH", RUNS, subresource="status")
     succeeded = next(
         cluster.kmock.arrivals[r.id] for r in patches if r.data["status"].get("phase") == "Succeeded"
@@ -130,6 +132,7 @@ async def test_branching_run_succeeds(cluster: Cluster) -> None:
     assert {node["name"] for node in workflow_status["graph"]["nodes"]} == {"foo", "big", "small"}
     assert conditions(workflow_status)["RedisAvailable"]["status"] == "True"
     assert workflow_status["selector"].endswith("app.kubernetes.io/instance=examples")
+    assert (workflow_status["slotsInUse"], workflow_status["throttledItems"]) == (0, 0)  # no node limits
 
     assert 'floxide_operator_runs{phase="Succeeded"} 1.0' in metrics
     assert 'floxide_operator_reconcile_seconds_count{resource="workflowrun"}' in metrics
