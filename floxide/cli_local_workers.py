@@ -64,7 +64,7 @@ def run_distributed(
     limit = limit_or_exit(verbose)
     value = input_or_exit(workflow, input, verbose, limit=limit)
     run_id = run_id_or_exit(run_id, verbose)
-    reporter = ProgressReporter(workflow.name)
+    reporter = ProgressReporter(workflow.name, unit="items")
     started: list[str] = []
 
     async def go() -> tuple[RunInfo, list[Any]]:

@@ -1,4 +1,7 @@
-"""How the distributed commands show runs: rich tables on a terminal, JSON otherwise."""
+"""What the distributed commands share to show runs: JSON or rich, times and spans, a run's row.
+
+The views of ``status``, ``runs``, ``errors`` and ``workers`` are in :mod:`floxide.cli_views`.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,10 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from rich.console import Console, RenderableType
-from rich.table import Table
 
-from floxide.distributed.models import RunInfo, RunMetrics
+from floxide.distributed.models import RunInfo
 
-__all__ = ["ago", "duration", "emit", "json_text", "run_row", "span", "status_data", "status_view"]
+__all__ = ["ago", "duration", "emit", "json_text", "run_row", "span"]
 
 
 def json_text(value: Any) -> str:
@@ -63,50 +65,3 @@ def run_row(info: RunInfo) -> dict[str, Any]:
         "finished_at": info.finished_at,
         "error": info.error,
     }
-
-
-def status_data(namespace: str, info: RunInfo, metrics: RunMetrics) -> dict[str, Any]:
-    data = {"namespace": namespace, **run_row(info)}
-    data["items_done"], data["items_total"] = info.items_done, info.items_total
-    if info.has_output:
-        data["output"] = info.output
-    data["retries"] = metrics.retries
-    data["reclaimed"] = metrics.reclaimed  # items taken over after their worker went silent (crashes)
-    data["nodes"] = {
-        name: {**m.model_dump(), "pending": m.pending, "seconds": round(m.seconds, 6)}
-        for name, m in sorted(metrics.nodes.items())
-    }
-    return data
-
-
-def status_view(data: dict[str, Any], info: RunInfo) -> RenderableType:
-    table = Table(title=f"run {info.run_id} ({info.workflow})", title_justify="left", show_edge=False)
-    for column in ("NODE", "CREATED", "DONE", "FAILED", "RETRIES", "RECLAIMED", "PENDING", "SECONDS"):
-        table.add_column(column, justify="left" if column == "NODE" else "right")
-    for name, m in data["nodes"].items():
-        table.add_row(
-            name,
-            *(str(m[k]) for k in ("created", "completed", "failed", "retries", "reclaimed", "pending")),
-            f"{m['seconds']:.3f}",
-        )
-    lines = [
-        f"status:   {info.status.value}",
-        f"progress: {data['progress']} items",
-        f"created:  {info.created_at:%Y-%m-%d %H:%M:%S} ({ago(info.created_at)} ago)",
-        f"started:  {info.started_at:%Y-%m-%d %H:%M:%S}" if info.started_at else "started:  -",
-        f"finished: {info.finished_at:%Y-%m-%d %H:%M:%S} (took {duration(info)})"
-        if info.finished_at
-        else "finished: -",
-    ]
-    if data.get("max_active_runs") is not None:
-        place = f"#{data['queue_position']} in line; " if data.get("queue_position") else ""
-        lines.append(f"runs:     {place}{data['active_runs']}/{data['max_active_runs']} active")
-    if info.has_output:
-        lines.append(f"output:   {json_text(info.output)}")
-    if info.error:
-        lines.append(f"error:    {info.error}")
-    grid = Table.grid()
-    grid.add_row("\n".join(lines))
-    grid.add_row("")
-    grid.add_row(table)
-    return grid

@@ -37,9 +37,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from rich.console import Console
 
-from floxide.cli_output import status_data, status_view
+from floxide.cli_views import status_data, status_view
 from floxide.distributed import Backend, DistributedWorker, RunStatus, process_claim, start_run
 from floxide.redis import RedisBackend
+from floxide.run_view import read_run_view
 from tests.distributed import flows
 from tests.distributed.flows import Mark, read_marks
 from tests.redis.conftest import NAMESPACE, ROOT, BackendFactory, Workers
@@ -180,20 +181,19 @@ async def test_a_worker_counts_crash_reclaims_in_prometheus_and_status(make_back
     assert prometheus(hooks, "floxide_reclaimed_total") == {(("node", "first"), ("workflow", "chain")): 1}
     assert (await backend.metrics.get("handed")).reclaimed == 0
 
-    info, metrics = await backend.runs.get("lost"), await backend.metrics.get("lost")
-    assert info is not None
-    data = status_data(NAMESPACE, info, metrics)
+    view = await read_run_view(backend, "lost")
+    assert view is not None
+    data = status_data(view)
     assert data["reclaimed"] == 1
     assert (data["nodes"]["first"]["reclaimed"], data["nodes"]["second"]["reclaimed"]) == (1, 0)
     console = Console(record=True, width=200)
-    console.print(status_view(data, info))
-    rows = [
-        [word for word in line.split() if word not in ("┃", "│")]
-        for line in console.export_text().splitlines()
-    ]
+    console.print(status_view(view, width=200))
+    rows = [line.split() for line in console.export_text().splitlines()]
     header, first = [row for row in rows if row[:1] in (["NODE"], ["first"])]
-    assert header[:7] == ["NODE", "CREATED", "DONE", "FAILED", "RETRIES", "RECLAIMED", "PENDING"]
-    assert first[:7] == ["first", "1", "1", "0", "0", "1", "0"]
+    assert header == [
+        "NODE", "PROGRESS", "DONE", "RUNNING", "QUEUED", "FAILED", "RETRIED", "RECLAIMED", "STATE",
+    ]  # fmt: skip
+    assert first[0] == "first" and first[2:] == ["1/1", "0", "0", "0", "0", "1", "done"]
 
 
 # -- real worker processes -------------------------------------------------------------------------
