@@ -118,14 +118,37 @@ mirrors into every Workflow's namespace for the workers.
 {{- end }}
 
 {{/*
-The Redis URL the operator and the workers use.
+The Redis URL the operator and the workers use. An external Redis Cluster or Sentinel set-up is
+written as redis+cluster://node,node or redis+sentinel://sentinel,sentinel/<master>/<db>
+(rediss+... with TLS), with the replica wait as the URL options wait_replicas and wait_timeout_ms:
+the URL is all the operator mirrors to the workers (floxide.redis.clients reads it).
 */}}
 {{- define "floxide.redis.url" -}}
 {{- if .Values.redis.enabled }}
 {{- $scheme := ternary "rediss" "redis" (ne (include "floxide.redis.tls" .) "") }}
 {{- printf "%s://%s.%s.svc.%s:%d/0" $scheme (include "floxide.redis.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.redis.service.port) }}
 {{- else }}
-{{- required "redis.external.url is required when redis.enabled is false (redis://host:6379/0 or rediss://...)" .Values.redis.external.url }}
+{{- $ext := .Values.redis.external }}
+{{- $mode := default "standalone" $ext.mode }}
+{{- $scheme := ternary "rediss" "redis" (default false $ext.tls) }}
+{{- $url := "" }}
+{{- if eq $mode "cluster" }}
+{{- if and (empty $ext.url) (empty $ext.nodes) }}
+{{- fail "redis.external.nodes (host:port list) or redis.external.url is required when redis.external.mode is cluster" }}
+{{- end }}
+{{- $url = $ext.url | default (printf "%s+cluster://%s" $scheme (join "," $ext.nodes)) }}
+{{- else if eq $mode "sentinel" }}
+{{- if empty $ext.sentinels }}
+{{- fail "redis.external.sentinels (host:port list) is required when redis.external.mode is sentinel" }}
+{{- end }}
+{{- $url = printf "%s+sentinel://%s/%s/%d" $scheme (join "," $ext.sentinels) (required "redis.external.masterName is required when redis.external.mode is sentinel" $ext.masterName) (int (default 0 $ext.database)) }}
+{{- else }}
+{{- $url = required "redis.external.url is required when redis.enabled is false (redis://host:6379/0 or rediss://...)" $ext.url }}
+{{- end }}
+{{- if gt (int (default 0 $ext.waitReplicas)) 0 }}
+{{- $url = printf "%s%swait_replicas=%d&wait_timeout_ms=%d" $url (ternary "&" "?" (contains "?" $url)) (int $ext.waitReplicas) (int (default 1000 $ext.waitTimeoutMs)) }}
+{{- end }}
+{{- $url }}
 {{- end }}
 {{- end }}
 
