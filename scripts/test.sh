@@ -16,6 +16,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
+# The Redis Cluster fixture joins its nodes with redis-cli (Debian: redis-tools); the Sentinel
+# fixture runs sentinels as `redis-server <conf> --sentinel`, which needs no other binary.
+if ! command -v redis-cli >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null
+fi
 
 # Graphviz's dot draws run pictures as SVG and PNG (floxide graph --run, the dashboard).
 if ! command -v dot >/dev/null 2>&1; then
