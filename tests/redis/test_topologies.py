@@ -9,8 +9,9 @@ Cases:
   processes serve four workflows of two namespaces at once: a fan-out with a join and a sum
   merge (one of its two workers SIGKILLed mid-run: every item still counted exactly once), a
   custom merge under contention (compare-and-set), retries through the delayed queue, and an
-  example workflow compared with local runs; ``floxide status`` reads a run through the same
-  URL, and the operator's store seeds and locates a run;
+  example workflow compared with local runs; a run paused, resumed and cancelled (its running
+  steps interrupted); ``floxide status`` reads a run through the same URL, and the operator's
+  store seeds, locates and deletes a run;
 * ``wait_replicas``: each commit is followed by ``WAIT`` on the primary that holds its keys;
   with too few replicas (the cluster has none) the WAIT times out and the commits stand;
 * Sentinel failover (:func:`test_sentinel_failover_mid_run`): SIGKILL of the primary in the
@@ -255,6 +256,19 @@ async def _check_the_runs(
     info = await fragile.wait_for_completion(fragile_run, timeout=60)
     assert info.status is RunStatus.COMPLETED and info.output == "fixed 3", info.error
     assert (await fragile.metrics(fragile_run)).nodes["attempt"].retries >= 1
+
+    # steering: pause (items parked), resume, cancel (running steps interrupted), lists, pending work
+    slow = await fanout.start_run(flows.Job(count=4, seconds=30))
+    await eventually(lambda: read_marks(marks, slow, "start"), timeout=30, what="a slow step")
+    assert await fanout.pause(slow) is RunStatus.PAUSED
+    assert await fanout.resume(slow) is RunStatus.RUNNING
+    assert {i.run_id for i in await fanout.pending_work(slow)} == {slow}
+    assert await fanout.cancel(slow) is RunStatus.CANCELLED
+    info = await fanout.wait_for_completion(slow, timeout=30)
+    assert info.status is RunStatus.CANCELLED
+    await eventually(lambda: read_marks(marks, slow, "interrupted"), timeout=30, what="an interrupted step")
+    assert {r.run_id for r in await fanout.list_runs()} == {fan_run, slow}
+    assert fanout_workers[1].pid in {int(h.worker_id.split("-")[1]) for h in await fanout.liveness()}
 
 
 async def test_the_operator_seeds_and_finds_runs(deployment: Deployment) -> None:
