@@ -86,6 +86,18 @@ def test_the_operator_uses_exactly_what_the_chart_grants(
             ttlSecondsAfterFinished=0,
         ),
     )
+    schedule = {  # creates runs every second, keeps none once they finished
+        "apiVersion": "floxide.io/v1alpha1",
+        "kind": "WorkflowSchedule",
+        "metadata": {"name": "grants-ticks"},
+        "spec": {"schedule": "* * * * * *", "runTemplate": {"workflow": "grants", "input": 1},
+                 "successfulRunsHistoryLimit": 0, "failedRunsHistoryLimit": 0},
+    }  # fmt: skip
+    kube.create("workflowschedules", NS, schedule)
+    eventually(lambda: kube.status("workflowschedules", NS, "grants-ticks").get("startedRuns", 0) >= 3,
+               timeout=90, what="the schedule creating runs")  # fmt: skip
+    kube.patch("workflowschedules", NS, "grants-ticks", {"spec": {"suspend": True}})
+
     eventually(lambda: kube.status("workflowruns", NS, "grants-cm").get("phase") == "Succeeded", timeout=90)
     assert json.loads(kube.status("workflowruns", NS, "grants-cm")["outputPreview"]) == "BigNode: 84"
     eventually(

@@ -453,7 +453,11 @@ def test_example_is_accepted_and_parses(manifest: dict[str, Any]) -> None:
     assert manifest["apiVersion"] == models.API_VERSION
     assert "generateName" not in manifest["metadata"]
     assert refusals(manifest) == []
-    spec_model = models.WorkflowSpec if manifest["kind"] == "Workflow" else models.WorkflowRunSpec
+    spec_model = {
+        "Workflow": models.WorkflowSpec,
+        "WorkflowRun": models.WorkflowRunSpec,
+        "WorkflowSchedule": schedule_models.WorkflowScheduleSpec,
+    }[manifest["kind"]]
     spec_model.model_validate(manifest["spec"])
 
 
@@ -468,6 +472,10 @@ def test_example_runs_name_example_workflows() -> None:
     assert len(workflows) == 3
     assert len(runs) == 4
     assert set(runs.values()) <= workflows
+    scheduled = [
+        item["spec"]["runTemplate"]["workflow"] for item in resources if item["kind"] == "WorkflowSchedule"
+    ]
+    assert scheduled and set(scheduled) <= workflows
 
 
 # Refusals
