@@ -224,4 +224,7 @@ EXAMPLE_CASES: dict[str, list[Any]] = {
     "countdown": [{"steps": 3, "delay": 0.01}],
     "article": ["Rust Programming Language"],
     "dot_export": [2, 3, -1],
+    "limits": [
+        {"orders": [{"order_id": f"O{n}", "customer": f"c{n % 2}", "amount": n} for n in range(8)]}
+    ],
 }

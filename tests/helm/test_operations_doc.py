@@ -97,7 +97,8 @@ def _doc_kind_commands(doc: str) -> list[str]:
 
 
 def test_try_it_on_kind_lists_exactly_the_scripts_commands(doc: str, tmp_path: Path) -> None:
-    runs = "branching-big branching-small countdown order-ord-123"  # the names in examples/k8s/run-*.yaml
+    # the names in examples/k8s/run-*.yaml
+    runs = "branching-big branching-small countdown limits-batch limits-urgent order-ord-123"
     proc, calls = run_kind_script(tmp_path, RUN_NAMES=runs)
     assert proc.returncode == 0, proc.stderr
     documented = _doc_kind_commands(doc)
@@ -116,4 +117,6 @@ def test_example_run_names_are_the_ones_in_the_guide() -> None:
         yaml.safe_load(path.read_text())["metadata"]["name"]
         for path in (REPO / "examples" / "k8s").glob("run-*.yaml")
     )
-    assert names == ["branching-big", "branching-small", "countdown", "order-ord-123"]
+    assert names == [
+        "branching-big", "branching-small", "countdown", "limits-batch", "limits-urgent", "order-ord-123"
+    ]  # fmt: skip

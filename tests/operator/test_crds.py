@@ -469,8 +469,8 @@ def test_example_runs_name_example_workflows() -> None:
         for item in resources
         if item["kind"] == "WorkflowRun"
     }
-    assert len(workflows) == 3
-    assert len(runs) == 4
+    assert len(workflows) == 4
+    assert len(runs) == 6
     assert set(runs.values()) <= workflows
     scheduled = [
         item["spec"]["runTemplate"]["workflow"] for item in resources if item["kind"] == "WorkflowSchedule"

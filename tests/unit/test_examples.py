@@ -16,7 +16,8 @@ Cases:
 * dot_export: DOT edges of every kind, and its runs through route, join and fallback;
 * article: deterministic offline text, and a pluggable generator;
 * countdown: counts its steps, validates its input;
-* sum_branches: N concurrent increments sum to N.
+* sum_branches: N concurrent increments sum to N;
+* limits: 2 calls at once per customer at most, 20 a second after a burst of 5.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from examples import (
     dot_export,
     error_fallback,
     generics,
+    limits,
     merge,
     nested,
     node_config,
@@ -245,3 +247,12 @@ def test_cancellation_really_interrupts_the_slow_node() -> None:
     started = time.monotonic()
     assert asyncio.run(cancellation.run_and_cancel(after=0.02))
     assert time.monotonic() - started < 1.0
+
+
+async def test_limits_hold_per_customer_and_in_rate() -> None:
+    started = time.monotonic()
+    result = await limits.workflow.execute(limits.sample(15))
+    seconds = time.monotonic() - started
+    assert len(result.outputs) == 15
+    assert limits.peak == {"acme": 2, "globex": 2, "initech": 2}  # per customer
+    assert seconds >= (15 - 5) / 20 - 0.05  # 20 calls a second after a burst of 5
