@@ -115,7 +115,8 @@ def attach_limits(
     shared: dict[tuple[str, str], Limit] = {}
     for target, declared in limits.items():
         node = _known(workflow, graph.nodes, target, "limits")
-        items = (declared,) if isinstance(declared, ConcurrencyLimit | RateLimit) else tuple(declared)
+        single = isinstance(declared, ConcurrencyLimit | RateLimit) or not isinstance(declared, Sequence)
+        items = (declared,) if single else tuple(declared)
         for limit in items:
             if not isinstance(limit, ConcurrencyLimit | RateLimit):
                 raise GraphError(
