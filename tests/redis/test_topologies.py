@@ -6,10 +6,10 @@ Cases:
   spread over the cluster's primaries;
 * URLs and settings give the right topology; bad ones are refused saying what is wrong;
 * on each topology (``deployment``: ``standalone``, ``cluster``, ``sentinel``), real worker
-  processes serve four workflows of two namespaces at once: a fan-out with a join and a sum
+  processes serve six workflows of two namespaces at once: a fan-out with a join and a sum
   merge (one of its two workers SIGKILLed mid-run: every item still counted exactly once), a
-  custom merge under contention (compare-and-set), retries through the delayed queue, and an
-  example workflow compared with local runs; a run paused, resumed and cancelled (its running
+  custom merge under contention (compare-and-set), retries through the delayed queue, and three
+  examples compared with local runs; a run paused, resumed and cancelled (its running
   steps interrupted); ``floxide status`` reads a run through the same URL, and the operator's
   store seeds, locates and deletes a run;
 * ``wait_replicas``: each commit is followed by ``WAIT`` on the primary that holds its keys;
@@ -23,6 +23,8 @@ Cases:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
 import re
 import time
@@ -51,7 +53,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 FANOUT = "tests.distributed.flows:fanout"
 TALLY = "tests.distributed.flows:tally"
 FRAGILE = "tests.distributed.flows:fragile"
-ORDERS = "examples.orders:workflow"
+EXAMPLES = ("orders", "nested", "batch")
+"""Examples compared with local runs on each topology: routing with fallbacks and failures, a
+sub-workflow (nested frames), a batch."""
 
 
 class Deployment(Protocol):
@@ -202,28 +206,34 @@ async def test_workflows_of_two_namespaces_run_exactly_once(
             workers.start(TALLY, count=1, concurrency=8, url=url, namespace="topo-b", client=client)
         )
         group.create_task(workers.start(FRAGILE, count=1, url=url, namespace="topo-a", client=client))
-        group.create_task(workers.start(ORDERS, count=1, url=url, namespace="topo-b", client=client))
+        for name in EXAMPLES:
+            target = f"examples.{name}:workflow"
+            group.create_task(workers.start(target, count=1, url=url, namespace="topo-b", client=client))
     fanout_workers = fanout_start.result()
     redis = client()
     fanout = orchestrator(redis, flows.fanout, "topo-a")
     tally = orchestrator(redis, flows.tally, "topo-b")
     fragile = orchestrator(redis, flows.fragile, "topo-a")
-    orders: Workflow[Any, Any] = __import__("examples.orders", fromlist=["workflow"]).workflow
 
     fan_run = await fanout.start_run(flows.Job(count=24, seconds=0.3))
     tally_run = await tally.start_run(40)
     fragile_run = await fragile.start_run(2)
-    cases = flows.EXAMPLE_CASES["orders"]
-    checking_orders = asyncio.create_task(
-        assert_runs_like_local(orchestrator(redis, orders, "topo-b"), cases, name="orders")
+    examples = [importlib.import_module(f"examples.{name}").workflow for name in EXAMPLES]
+    checking_examples = asyncio.gather(
+        *(
+            assert_runs_like_local(orchestrator(redis, w, "topo-b"), flows.EXAMPLE_CASES[n], name=n)
+            for n, w in zip(EXAMPLES, examples, strict=True)
+        )
     )
     try:
         await _check_the_runs(
             fanout, tally, fragile, (fan_run, tally_run, fragile_run), workers, marks, fanout_workers
         )
-        await checking_orders
+        await checking_examples
     finally:
-        checking_orders.cancel()
+        checking_examples.cancel()
+        with contextlib.suppress(BaseException):
+            await checking_examples
     shown = floxide("status", fan_run, "--namespace", "topo-a", env=child_env(url))
     assert shown.returncode == 0, shown.stderr
     assert "Completed" in shown.stdout
