@@ -408,7 +408,13 @@ class RedisBackend:
         return None if raw is None else dict(json.loads(raw))
 
     async def trim(self) -> int:
-        """Delete stream entries every consumer has acknowledged; returns how many were deleted."""
+        """Delete stream entries every consumer has acknowledged (the stream of every priority
+        class in use); returns how many were deleted."""
+        if self.classes.main is self:
+            return sum([await queue._trim() for queue in await self.classes.each()])
+        return await self._trim()
+
+    async def _trim(self) -> int:
         groups = await self.client.xinfo_groups(self.keys.stream)
         group = next((g for g in groups if g["name"] == GROUP), None)
         if group is None:

@@ -4,7 +4,7 @@ Cases:
 * a low-priority run with a long backlog, then a high-priority run: the high one finishes
   first, while the low one still completes steps meanwhile (no starvation); both complete;
   the runs show their priority; the high run's items went through the ``high`` class's
-  stream and the low run's through the ``low`` one;
+  stream and the low run's through the ``low`` one, and trimming trims both;
 * a workflow whose runs are all ``normal`` uses the one plain stream (no class streams);
 * a bad priority is refused before anything is stored, naming the allowed classes;
 * the claim order: of every 10 claims with all classes busy, 6 start with high, 3 with
@@ -67,6 +67,8 @@ async def test_a_high_priority_run_goes_first_and_the_low_one_still_moves(
     keys = orch.backend.keys  # type: ignore[attr-defined]
     assert await redis.xlen(f"{keys.stream}:high") >= 61 and await redis.xlen(f"{keys.stream}:low") >= 401
     assert await redis.smembers(keys.priorities) == {"high", "low"}
+    assert await orch.backend.trim() >= 60 + 400  # type: ignore[attr-defined]  # every class's stream
+    assert await redis.xlen(f"{keys.stream}:high") <= 1 and await redis.xlen(f"{keys.stream}:low") <= 1
 
 
 async def test_normal_runs_use_the_plain_stream(redis: Redis, workers: Workers) -> None:
