@@ -48,6 +48,9 @@ __all__ = ["DISCOVERY_SECONDS", "Dashboard", "UnknownRun", "allowed_actions"]
 DISCOVERY_SECONDS = 30.0
 """How long a scan's list of namespaces is used before the next scan."""
 
+LOG_LINES_READ = 2000
+"""The run's latest step log lines a node panel looks through for the node's own."""
+
 GRAPH_SECONDS = 10.0
 """How long a workflow's published graph is used before it is read again (workers republish it)."""
 
@@ -232,13 +235,17 @@ class Dashboard:
     async def node(
         self, namespace: str, workflow: str, run_id: str, node: str, *, limit: int = 50
     ) -> NodeDetail:
-        """A node of the run: counts, latest items, errors with tracebacks (newest first)."""
+        """A node of the run: counts, latest items, errors with tracebacks (newest first), logged lines."""
         view = await self.view(namespace, workflow, run_id)
         found = view.node(node)
         if found is None:
             raise UnknownRun(f"workflow '{workflow}' has no node '{node}'")
         states, counts = await self.overview.items(namespace, workflow, run_id, node, limit=limit)
-        errors = [e for e in await self.backend(namespace, workflow).errors.list(run_id) if e.node == node]
+        from floxide.redis.steplogs import StepLogs
+
+        backend = self.backend(namespace, workflow)
+        errors = [e for e in await backend.errors.list(run_id) if e.node == node]
+        logs, _ = await StepLogs(backend).tail(run_id, node=node, count=LOG_LINES_READ)
         return NodeDetail(
             namespace=namespace,
             workflow=workflow,
@@ -250,6 +257,7 @@ class Dashboard:
             ],
             item_counts=counts,
             errors=[ErrorText.model_validate(e.model_dump()) for e in reversed(errors)][:limit],
+            logs=logs[-limit:],
         )
 
     async def picture(self, view: RunView) -> str:

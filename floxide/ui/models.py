@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from floxide.distributed.models import ErrorRecord, ItemStatus, RunStatus, WorkerStatus
 from floxide.run_view import NodeView, RunView
+from floxide.steplog import LogEntry
 
 __all__ = [
     "Action",
@@ -105,7 +106,9 @@ class NodeDetail(BaseModel):
     items: list[ItemView] = Field(description="The node's latest items, newest first.")
     item_counts: dict[str, int] = Field(description="The node's items by status.")
     errors: list[ErrorText] = Field(description="The node's recorded failures, newest first.")
-    logs: list[dict[str, Any]] = Field(default_factory=list, description="Lines the node's steps logged.")
+    logs: list[LogEntry] = Field(
+        default_factory=list, description="The latest lines the node's steps logged (ctx.log), oldest first."
+    )
 
 
 class WorkerView(BaseModel):

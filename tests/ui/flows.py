@@ -1,8 +1,9 @@
 """Workflows the dashboard tests run (served by worker processes as ``tests/ui/flows.py:<name>``).
 
-* ``batch``: ``spread`` fans a :class:`Batch` out into ``count`` items, ``work`` sleeps
-  ``delay`` seconds on each and fails with a ``ValueError`` on the values listed in ``bad``
-  (no retries: the run fails), ``total`` joins the branches and sums their values.
+* ``batch``: ``spread`` fans a :class:`Batch` out into ``count`` items; ``work`` logs a line
+  (``ctx.log``) on each, sleeps ``delay`` seconds and fails with a ``ValueError`` on the values
+  listed in ``bad`` (after the workers' 3 attempts the run fails); ``total`` joins the branches
+  and sums their values.
 * ``wide``: a start node fanned out to ``WIDTH`` nodes in parallel, joined by none: a graph of
   ``WIDTH + 1`` nodes, to check a run page stays readable with many nodes.
 """
@@ -39,6 +40,7 @@ spread = SplitNode(splitter=pieces).named("spread")
 
 @node
 async def work(ctx: WorkflowCtx[Any], piece: Piece) -> int:
+    ctx.log.info("working on piece %d", piece.value)
     await ctx.sleep(piece.delay)
     if piece.bad:
         raise ValueError(f"piece {piece.value} is bad")

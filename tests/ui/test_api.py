@@ -4,8 +4,8 @@ Cases:
 * runs list: workflow, status, progress, short error; filters by status, workflow and
   namespace; pages (``more``, no run on two pages);
 * a failed fan-out run: nodes in graph order with counts and states, input kept, the
-  failing node's errors with their traceback and its items with attempts; a completed
-  run's output; unknown runs and nodes are 404 with a reason;
+  failing node's errors with their traceback, its items with attempts and the lines its steps
+  logged; a completed run's output; unknown runs and nodes are 404 with a reason;
 * the picture: SVG with an element per node (``node-<name>``) in its state's colour;
 * actions as ``floxide pause|resume|cancel|retry`` do them: pause, resume, cancel without
   interrupting, a refused action (409), retry of a failed run; a read-only dashboard
@@ -86,6 +86,17 @@ def test_failed_run_shows_nodes_errors_and_items(dashboard: Dashboard, submit: C
         assert node["item_counts"].get("Failed") == 1
         items = {i["item_id"]: i for i in node["items"]}
         assert len(items) == 12 and items[error["item_id"]]["attempt"] == 3
+
+        def logged() -> list[dict[str, Any]] | None:  # workers ship step logs a few times a second
+            lines = client.get(f"/api/runs/{NAMESPACE}/batch/{run_id}/nodes/work").json()["logs"]
+            return lines if len(lines) == 14 else None
+
+        lines = wait_until(logged, what="the 14 lines work logged")
+        seven = [
+            (line["attempt"], line["item_id"]) for line in lines if line["message"] == "working on piece 7"
+        ]
+        assert seven == [(1, error["item_id"]), (2, error["item_id"]), (3, error["item_id"])]
+        assert all(line["node"] == "work" and line["level"] == "INFO" for line in lines)
 
         runs = client.get("/api/runs", params={"status": "Failed", "workflow": "batch"}).json()
         line = next(r for r in runs["runs"] if r["run_id"] == run_id)

@@ -8,7 +8,7 @@ directory, printed at the end) as ``<test>-<what>.png``.
 Cases:
 * a new run appears in the runs list and moves to Completed without a page reload;
 * a failed run's page: clicking the failing node in the picture shows its errors with the
-  traceback, in two clicks from the runs list;
+  traceback, in two clicks from the runs list, and the lines its steps logged;
 * the run page follows a run live, pause (behind the confirmation) holds it, resume
   continues it, cancel ends it; the read-only dashboard shows no action buttons;
 * a 201-node workflow's page shows every node, and the node filter narrows the table.
@@ -26,6 +26,7 @@ import pytest
 
 from tests.ui.conftest import BATCH, COUNTDOWN, NAMESPACE, WIDE, Dashboard
 from tests.worker.conftest import IN_CI
+from tests.worker.helpers import wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -119,6 +120,15 @@ def test_a_failed_nodes_traceback_in_two_clicks(
     assert "ValueError: piece 13 is bad" in traceback.inner_text()
     assert "Traceback (most recent call last)" in traceback.inner_text()
     assert "attempt 3" in panel.inner_text() and "attempt 1" in panel.inner_text()
+
+    def logs_shown() -> bool:  # workers ship what steps log a few times a second: look again until there
+        if panel.locator("pre.logs").count() and "working on piece 13" in panel.inner_text():
+            return True
+        page.click('#picture g.node[id="node-work"]')
+        page.wait_for_timeout(300)
+        return False
+
+    wait_until(logs_shown, timeout=30, every=0.2, what="the node's logged lines in the panel")
     fill = page.locator('#picture g.node[id="node-work"] path, #picture g.node[id="node-work"] polygon')
     assert fill.first.get_attribute("fill") == "#fecaca"  # the failed colour
     shot(page, artifacts, request, "run-page")
@@ -165,6 +175,7 @@ def test_pause_resume_and_cancel(
     _confirm(page, "button[data-action='pause']")
     page.wait_for_selector("#run-status:text('Paused')")
     assert "Paused" in page.inner_text("#flash")
+    page.wait_for_timeout(2000)  # a step running when the run paused finishes, and the page shows it
     held = page.inner_text("#run-progress")
     page.wait_for_timeout(1500)
     assert page.inner_text("#run-progress") == held
