@@ -81,7 +81,9 @@ def test_on_read_only_with_the_operators_redis_credentials() -> None:
     assert all(labels[key] == value for key, value in service["spec"]["selector"].items())
 
     policy = rendered.one("NetworkPolicy")
-    selectors = [peer.get("podSelector", {}).get("matchLabels") for peer in policy["spec"]["ingress"][0]["from"]]
+    selectors = [
+        peer.get("podSelector", {}).get("matchLabels") for peer in policy["spec"]["ingress"][0]["from"]
+    ]
     assert service["spec"]["selector"] in selectors
 
 
