@@ -9,16 +9,18 @@ Cases:
   ServiceAccount, Role or binding of its own, a secure pod; read-only unless ``ui.allowActions``;
   ``ui.namespaces`` and ``ui.refreshSeconds`` become its options;
 - with an external Redis the dashboard reads the external connection;
-- the schema refuses a bad namespace name and an unknown Service type, naming the value.
+- the schema refuses a bad namespace name and an unknown Service type, naming the value;
+- NOTES.txt says how to open it, and whether it is read-only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helm.helmchart import CHART, HelmError, Rendered, render_chart
+from tests.helm.helmchart import CHART, NAMESPACE, HelmError, Rendered, render_chart
 
 
 def _ui(rendered: Rendered) -> dict[str, Any]:
@@ -118,3 +120,14 @@ def test_schema_refuses_bad_values(values: dict[str, Any], named: str) -> None:
         render_chart(**values)
     message = str(refused.value)
     assert named.replace(".", "/") in message.replace(".", "/") or named in message, message
+
+
+def test_notes_say_how_to_open_it(tmp_path: Path) -> None:
+    from tests.helm.test_chart_notes import _notes
+
+    notes = _notes(tmp_path / "on", CHART / "ci" / "ui-values.yaml")
+    forward = f"kubectl --namespace {NAMESPACE} port-forward service/fx-floxide-ui 8080:8080"
+    assert forward in notes and "actions allowed: put authentication in front of it" in notes
+    assert notes.index(forward) < notes.index("docs/operations.md")
+    assert "(read-only)" in _notes(tmp_path / "readonly", None, "ui.enabled=true")
+    assert "port-forward" not in _notes(tmp_path / "off", None)
