@@ -159,9 +159,6 @@ class NamespaceUsers:
     Kubernetes client; ``own_namespace`` is where the Secrets live.
     """
 
-    SECRET_SECONDS = 60.0
-    """How often a user's Secret is read again (a rotation request, a deletion, an edit)."""
-
     def __init__(
         self,
         *,
@@ -175,6 +172,8 @@ class NamespaceUsers:
         self._kube = kube
         self.own_namespace = own_namespace
         self.check_interval = check_interval
+        self.secret_interval = 6 * check_interval
+        """How often a user's Secret is read again (a rotation request, a deletion, an edit)."""
         self.rotation_grace = rotation_grace
         self._known: dict[str, _Known] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -182,7 +181,7 @@ class NamespaceUsers:
 
     async def user(self, namespace: str, *, now: float | None = None) -> NamespaceUser:
         """The user of ``namespace``: its Secret read (created, rotated) at most every
-        :attr:`SECRET_SECONDS`, the user set in Redis at most every ``check_interval`` seconds.
+        :attr:`secret_interval`, the user set in Redis at most every ``check_interval`` seconds.
 
         Raises :class:`~.kube.KubeError` (the caller reports and retries); Redis refusing or not
         answering is logged, and the user set again on the next call.
@@ -190,7 +189,7 @@ class NamespaceUsers:
         now = time.monotonic() if now is None else now
         async with self._locks.setdefault(namespace, asyncio.Lock()):
             known = self._known.get(namespace)
-            if known is None or now - known.read >= self.SECRET_SECONDS:
+            if known is None or now - known.read >= self.secret_interval:
                 user = await self._load(namespace)
                 if known is None or user != known.user:
                     known = _Known(user, read=now, applied=float("-inf"))

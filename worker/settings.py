@@ -9,6 +9,7 @@ group / field               environment                       default
 ==========================  ================================  ==========
 redis.url                   ``FLOXIDE_REDIS_URL``             ``redis://localhost:6379/0``
 redis.password              ``FLOXIDE_REDIS_PASSWORD``        (none)
+redis.username              ``FLOXIDE_REDIS_USERNAME``        (none: ``default``)
 namespace                   ``FLOXIDE_NAMESPACE``             ``default``
 worker.concurrency          ``FLOXIDE_WORKER_CONCURRENCY``    4
 worker.http_port            ``FLOXIDE_WORKER_HTTP_PORT``      9090 (0: no HTTP server)

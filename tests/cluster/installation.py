@@ -269,7 +269,12 @@ class Installation:
         directory: Path,
         values: dict[str, Any] | None = None,
     ) -> Installation:
-        """``helm install`` against an external Redis whose password is in the Secret ``redis-auth``."""
+        """``helm install`` against an external Redis whose password is in the Secret ``redis-auth``.
+
+        As with the bundled Redis, each namespace's workers log in as a Redis user of their own
+        (``redis.acl.namespaceUsers``), here set again every second
+        (``FLOXIDE_OPERATOR_REDIS_ACL_CHECK_INTERVAL``).
+        """
         kube = Kube(plane)
         kube.ensure_namespace(namespace)
         kube.put_secret(namespace, "redis-auth", {"redis-password": redis_password})
@@ -277,7 +282,9 @@ class Installation:
             "redis": {
                 "enabled": False,
                 "external": {"url": redis_url, "existingSecret": "redis-auth"},
+                "acl": {"namespaceUsers": True},
             },
+            "operator": {"extraEnv": [{"name": "FLOXIDE_OPERATOR_REDIS_ACL_CHECK_INTERVAL", "value": "1"}]},
             "logging": {"format": "text"},
             **(values or {}),
         }

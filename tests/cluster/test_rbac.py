@@ -4,7 +4,8 @@ goes unused.
 The operator runs with a token of the chart's ServiceAccount, so a missing grant is a 403 in
 the API server's audit log. The test drives every path of the operator that calls the API
 (a Workflow and its Deployment and Secret, a restart that mirrors the Secret again, runs with
-input from a ConfigMap and a Secret, a run deleted after its TTL, Events, peering, scanning),
+input from a ConfigMap and a Secret, a run deleted after its TTL, Events, peering, scanning, a
+namespace's Redis user created with its first Workflow and deleted with its last),
 then compares every (group, resource, verb) the operator's user sent, over the whole session,
 with the chart's ClusterRole.
 """
@@ -105,6 +106,15 @@ def test_the_operator_uses_exactly_what_the_chart_grants(
         timeout=90,
         what="the TTL to delete the run",
     )
+
+    # A namespace's last Workflow gone: its Redis user's Secret (in the operator's namespace) goes too.
+    kube.ensure_namespace("grants-tenant")
+    kube.create("workflows", "grants-tenant", workflow("grants", "examples.branching:workflow"))
+    eventually(
+        lambda: kube.secret(NS, "floxide-redis-user-grants-tenant"), what="the namespace user's Secret"
+    )
+    kube.delete("workflows", "grants-tenant", "grants")
+    eventually(lambda: kube.secret(NS, "floxide-redis-user-grants-tenant") is None, what="its deletion")
 
     used, denied = _used(floxide, control_plane)
     assert not denied, f"the chart's RBAC refused the operator: {denied}"

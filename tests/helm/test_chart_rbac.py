@@ -2,7 +2,8 @@
 
 Cases:
 - cluster-wide (default): one ClusterRole whose rules are exactly the listed (group, resource, verbs),
-  bound to the operator's ServiceAccount;
+  bound to the operator's ServiceAccount; with per-namespace Redis users (the default with the bundled
+  Redis), a Role in the release namespace that deletes Secrets there, and nothing else;
 - namespaced: a Role with the namespaced rules and KopfPeering access in the release namespace,
   plus a ClusterRole with nothing but read-only scanning of namespaces and CRDs;
   without rbac.clusterScanning, no cluster-scoped RBAC at all;
@@ -32,6 +33,8 @@ NAMESPACED_GRANTS = {
     ("", "configmaps"): {"get"},
     ("", "events"): {"create"},
 }
+OWN_NAMESPACE_GRANTS = {("", "secrets"): {"delete"}}
+"""With per-namespace Redis users: the Secret of a namespace's user goes with its last Workflow."""
 CRD_SCANNING = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 SCANNING_GRANTS = {**CRD_SCANNING, ("", "namespaces"): {"list", "watch"}}
 """A namespaced operator also scans namespaces; a cluster-wide one only CRDs."""
@@ -72,17 +75,26 @@ def test_no_wildcards_or_escalation_anywhere(rendered: Rendered) -> None:
 
 def test_cluster_wide_rbac_is_exactly_the_listed_grants() -> None:
     rendered = render_chart()
-    assert not rendered.all("Role") and not rendered.all("RoleBinding")
     role = rendered.one("ClusterRole")
     assert _grants(role) == {**NAMESPACED_GRANTS, **CRD_SCANNING, **CLUSTER_PEERING}
     _assert_bound_to_operator(rendered.one("ClusterRoleBinding"), role)
+    own = rendered.one("Role")  # per-namespace Redis users: their Secrets, in its own namespace
+    assert own["metadata"]["namespace"] == NAMESPACE and _grants(own) == OWN_NAMESPACE_GRANTS
+    _assert_bound_to_operator(rendered.one("RoleBinding"), own)
+
+    without = render_chart(**{"redis.acl.namespaceUsers": False})
+    assert not without.all("Role") and not without.all("RoleBinding")
 
 
 def test_namespaced_rbac_keeps_writes_in_the_release_namespace() -> None:
     rendered = render_chart(VALUE_SETS["namespaced"])
     role = rendered.one("Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert _grants(role) == {**NAMESPACED_GRANTS, **NAMESPACED_PEERING}
+    assert _grants(role) == {
+        **NAMESPACED_GRANTS,
+        **NAMESPACED_PEERING,
+        ("", "secrets"): {"get", "create", "patch", "delete"},
+    }
     binding = rendered.one("RoleBinding")
     assert binding["metadata"]["namespace"] == NAMESPACE
     _assert_bound_to_operator(binding, role)

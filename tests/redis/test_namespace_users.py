@@ -273,11 +273,11 @@ async def test_rotation_keeps_the_previous_password_for_the_grace_then_drops_it(
     admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
 ) -> None:
     users = _keeper(admin, stand_in, grace=0.0)
-    users.SECRET_SECONDS = 0.0
+    users.secret_interval = 0.0
     first = await users.user(OURS, now=0.0)
     stand_in.annotate("floxide-system", secret_name(OURS), {ROTATE_ANNOTATION: "2026-12-03"})
     slow = _keeper(admin, stand_in, grace=3600.0)
-    slow.SECRET_SECONDS = 0.0
+    slow.secret_interval = 0.0
     rotated = await slow.user(OURS, now=10.0)
     assert rotated.password != first.password and rotated.previous == first.password
     assert await _logs_in(redis_server, rotated, rotated.password)
@@ -294,7 +294,7 @@ async def test_deleting_the_secret_revokes_and_deleting_the_user_disconnects(
     admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
 ) -> None:
     users = _keeper(admin, stand_in)
-    users.SECRET_SECONDS = 0.0
+    users.secret_interval = 0.0
     user = await users.user(OURS, now=0.0)
     await stand_in.delete_secret("floxide-system", secret_name(OURS))
     renewed = await users.user(OURS, now=5.0)

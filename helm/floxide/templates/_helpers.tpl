@@ -222,6 +222,28 @@ Whether the release is missing a Secret it was told to read the Redis password f
 {{- end }}
 
 {{/*
+"true" when the operator gives each namespace its own Redis ACL user (redis.acl.namespaceUsers:
+auto = with the bundled Redis), empty otherwise.
+*/}}
+{{- define "floxide.redis.namespaceUsers" -}}
+{{- $setting := .Values.redis.acl.namespaceUsers }}
+{{- if or (eq (toString $setting) "true") (and (eq (toString $setting) "auto") .Values.redis.enabled) }}true{{ end }}
+{{- end }}
+
+{{/*
+The operator's rules on the Secrets of its own namespace beyond the namespaced rules: with namespace
+users it deletes the Secret of a namespace whose last Workflow is gone.
+*/}}
+{{- define "floxide.operatorOwnNamespaceRules" -}}
+{{- if include "floxide.redis.namespaceUsers" . }}
+# Per-namespace Redis users: the Secret holding a namespace's user is deleted with its last Workflow.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [delete]
+{{- end }}
+{{- end }}
+
+{{/*
 The namespace the operator watches: empty (all namespaces) when its RBAC is cluster-wide,
 the release namespace otherwise.
 */}}
