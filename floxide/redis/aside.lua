@@ -13,7 +13,7 @@ if status == 'Cancelled' then return 'cancelled' end
 if ARGV[7] ~= '1' or redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 1 then return 'dropped' end
 redis.call('RPUSH', KEYS[2], ARGV[6])
 redis.call('HSET', KEYS[3], ARGV[3],
-  '{"item_id":"' .. ARGV[3] .. '","node":"' .. ARGV[4] .. '","status":"Parked","attempt":' .. ARGV[5] .. '}')
+  cjson.encode({item_id = ARGV[3], node = ARGV[4], status = 'Parked', attempt = tonumber(ARGV[5])}))
 local left = redis.call('TTL', KEYS[5])
 if left > 0 then
   redis.call('EXPIRE', KEYS[2], left)

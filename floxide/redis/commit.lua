@@ -24,9 +24,10 @@
 --   step: {r: index in runs, d: delivery (entry id), i: item id, nd: node, a: attempt,
 --    x: the item's index in its frame, f: the item's frame ("" for the run), o: the frame the step
 --    opens ("" for none), sc: the opened frame's scope JSON, j: the opened frame's joins
---    (comma-separated), ch: children count, su: [[node, item JSON]] successors,
+--    (comma-separated), ch: children count, su: [[node, item JSON, item id]] successors,
 --    ar: [[join node, value JSON]] arrivals, ou: [output JSON], t: seconds (string),
---    op: [[kind, field, key index (0 for none), [values]]] context deltas}
+--    op: [[kind, field, key index (0 for none), [values]]] context deltas}; the client leaves out
+--    f, x, o, sc, j, ch, su, ar, ou and op when they are empty ("", 0 or [])
 --   Kinds: set, incr, incrf, max, min, append, union, update, delete, cas (expected, value).
 --
 -- Each step, in order: a step whose item is committed already (a re-delivery) is only
@@ -50,6 +51,12 @@ local function state(id, node, status, attempt)
   return cjson.encode({item_id = id, node = node, status = status, attempt = attempt})
 end
 local function add(tbl, key, n) tbl[key] = (tbl[key] or 0) + n end
+-- a string field of an item's JSON: by pattern (fields before the payload), decoded when escaped
+local function field(json, name)
+  local value = string.match(json, '"' .. name .. '":"([^"]*)"')
+  if value and not string.find(value, '\\', 1, true) then return value end
+  return cjson.decode(json)[name]
+end
 local function pad(n) return string.format('%010d', n) end
 -- one command for a list of values, in chunks of 1,000 (unpack is bounded by Lua's C stack;
 -- 1,000 is even: field/value pairs stay whole)
@@ -75,6 +82,9 @@ end
 for _, s in ipairs(steps) do
   local run = runs[s.r]
   run.ids[#run.ids + 1] = s.i
+  -- fields left out when empty
+  s.f, s.x, s.o, s.sc, s.j, s.ch = s.f or '', s.x or 0, s.o or '', s.sc or '', s.j or '', s.ch or 0
+  s.su, s.ar, s.ou, s.op = s.su or {}, s.ar or {}, s.ou or {}, s.op or {}
 end
 for _, run in ipairs(runs) do
   local got = redis.call('HMGET', run.info, 'status', 'deadline', 'interrupt')
@@ -202,7 +212,7 @@ local function close(run, f, closer)
       -- the stored scope and values are JSON already: spliced in, not decoded and encoded again
       local head = cjson.encode({run_id = run.id, item_id = 'j:' .. closer .. ':' .. name, node = name, attempt = 1})
       run.succ[#run.succ + 1] = {name, string.sub(head, 1, -2) .. ',"scope":' .. parent_scope ..
-        ',"payload":[' .. table.concat(values, ',') .. ']}'}
+        ',"payload":[' .. table.concat(values, ',') .. ']}', 'j:' .. closer .. ':' .. name}
     end
     if f == '' then
       redis.call('HSET', run.frames, '', #names)
@@ -234,9 +244,8 @@ for _, run in ipairs(runs) do
   local held = (run.status == 'Paused' or run.status == 'Failed')
   local parked = {}
   for _, s in ipairs(run.succ) do
-    local node, json = s[1], s[2]
+    local node, json, id = s[1], s[2], s[3]
     add(run.counts, node .. ':created', 1)
-    local id = string.match(json, '"item_id":"([^"]*)"')
     if active then
       redis.call('XADD', stream, '*', 'item', json)
       run.states[id] = state(id, node, 'Queued', 1)
@@ -281,17 +290,32 @@ if doc.c ~= '' and doc.n > 0 then
       if entry[2][i] == 'item' then json = entry[2][i + 1] end
     end
     if json ~= nil then
-      local run = doc.st and by_id[string.match(json, '"run_id":"([^"]*)"')]
+      local run = doc.st and by_id[field(json, 'run_id')]
       if run and run.status then
-        local id = string.match(json, '"item_id":"([^"]*)"')
-        if run.status == 'Running' and (queued[id] or redis.call('SISMEMBER', run.done, id) == 0) then
-          run.states[id] = state(id, string.match(json, '"node":"([^"]*)"'), 'Running',
-            tonumber(string.match(json, '"attempt":(%d+)')))
+        if run.status == 'Running' then
+          -- marked Running below, unless committed already (an entry queued by this call is not)
+          local id = field(json, 'item_id')
+          local start = {id, field(json, 'node'), tonumber(string.match(json, '"attempt":(%d+)'))}
+          if queued[id] then run.states[id] = state(start[1], start[2], 'Running', start[3])
+          else
+            run.starting = run.starting or {}
+            run.starting[#run.starting + 1] = start
+          end
         end
         claimed[#claimed + 1] = {entry[1], json, run.status, run.deadline or false, run.interrupt}
       else
         claimed[#claimed + 1] = {entry[1], json}
       end
+    end
+  end
+end
+for _, run in ipairs(runs) do
+  if run.starting then
+    local ids = {}
+    for i, start in ipairs(run.starting) do ids[i] = start[1] end
+    local flags = redis.call('SMISMEMBER', run.done, unpack(ids))
+    for i, start in ipairs(run.starting) do
+      if flags[i] == 0 then run.states[start[1]] = state(start[1], start[2], 'Running', start[3]) end
     end
   end
 end

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from pydantic_core import to_json
+
 from floxide.distributed.models import Claim, RunStatus
 from floxide.distributed.protocols import Commit, Handoff, StepInput
 from floxide.errors import FloxideError
@@ -39,8 +41,12 @@ GROUP_LIMIT = 64
 _CAS_RETRIES = 20
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""``json.dumps`` with these options builds an encoder on every call; this one is built once."""
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 @dataclass
@@ -55,9 +61,10 @@ class _Pending:
 class _Group:
     """The KEYS and the JSON document of one ``commit.lua`` call."""
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, backend: RedisBackend, fixed: dict[str, list[bytes]]) -> None:
         self.b = backend
-        self.keys: list[str] = [backend.keys.stream]
+        self.fixed = fixed
+        self.keys: list[str | bytes] = [backend.keys.stream]
         self.runs: list[dict[str, Any]] = []
         self.index: dict[str, int] = {}  # run id -> position in runs
         self.extra: dict[str, dict[str, int]] = {}  # run id -> key -> KEYS index (inboxes, context)
@@ -68,10 +75,18 @@ class _Group:
         if position is None:
             position = self.index[run_id] = len(self.runs)
             first = len(self.keys) + 1
-            self.keys += [
-                keys.info, keys.done, keys.items, keys.frames, keys.fparent, keys.fscope, keys.outputs,
-                keys.metrics, keys.parked, keys.ctx, keys.errors, keys.failed, keys.fjoins,
-            ]  # fmt: skip
+            fixed = self.fixed.get(run_id)
+            if fixed is None:  # encoded once per run (redis-py sends bytes as they are)
+                if len(self.fixed) >= 1024:
+                    self.fixed.clear()
+                fixed = self.fixed[run_id] = [
+                    key.encode() for key in (
+                        keys.info, keys.done, keys.items, keys.frames, keys.fparent, keys.fscope,
+                        keys.outputs, keys.metrics, keys.parked, keys.ctx, keys.errors, keys.failed,
+                        keys.fjoins,
+                    )
+                ]  # fmt: skip
+            self.keys += fixed
             self.extra[run_id] = {}
             self.runs.append({"id": run_id, "k": first, "x": [], "ib": {}})
             for _, _, key in self.b.layout.separate_keys(keys):
@@ -94,7 +109,6 @@ class _Group:
         position = self._run(item.run_id, keys)
         run = self.runs[position]
         inbox = run["ib"]
-        frame = item.scope[-1][0] if item.scope else ""
         for f in ("", *(f for f, _ in item.scope), *((commit.opened,) if commit.opened else ())):
             if f not in inbox:
                 inbox[f] = self._key(item.run_id, keys.inbox(f))
@@ -102,19 +116,30 @@ class _Group:
         for kind, name, separate, values in pending.ops:
             index = self._key(item.run_id, keys.ctx_field(separate, name)) if separate is not None else 0
             ops.append((kind, name, index, values))
-        self.steps.append({
+        step: dict[str, Any] = {
             "r": position + 1, "d": pending.claim.delivery, "i": item.item_id, "nd": item.node,
-            "a": item.attempt, "x": item.scope[-1][1] if item.scope else 0, "f": frame,
-            "o": commit.opened or "", "sc": _json(item.scope) if commit.opened else "",
-            "j": ",".join(commit.frame_joins), "ch": len(commit.children),
-            "su": [(child.node, child.model_dump_json()) for child in commit.children],
-            "ar": [(node, _json(value)) for node, value in commit.arrivals],
-            "ou": [_json(value) for value in commit.outputs],
-            "op": ops, "t": repr(commit.seconds),
-        })  # fmt: skip
+            "a": item.attempt, "t": repr(commit.seconds),
+        }  # fmt: skip
+        # the rest only when not empty (the script reads a missing one as empty)
+        if item.scope:
+            step["f"], step["x"] = item.scope[-1]
+        if commit.opened:
+            step["o"], step["sc"] = commit.opened, _json(item.scope)
+            if commit.frame_joins:
+                step["j"] = ",".join(commit.frame_joins)
+        if commit.children:
+            step["ch"] = len(commit.children)
+            step["su"] = [(child.node, child.model_dump_json(), child.item_id) for child in commit.children]
+        if commit.arrivals:
+            step["ar"] = [(node, _json(value)) for node, value in commit.arrivals]
+        if commit.outputs:
+            step["ou"] = [_json(value) for value in commit.outputs]
+        if ops:
+            step["op"] = ops
+        self.steps.append(step)
 
-    def document(self, consumer: str, claims: int, want_state: bool) -> str:
-        return _json({
+    def document(self, consumer: str, claims: int, want_state: bool) -> bytes:
+        return to_json({
             "g": GROUP, "now": datetime.now(UTC).isoformat(), "ttl": self.b.ttl, "wf": self.b.workflow,
             "c": consumer, "n": claims, "st": want_state, "runs": self.runs, "s": self.steps,
         })  # fmt: skip
@@ -126,21 +151,22 @@ class GroupCommit:
     def __init__(self, backend: RedisBackend) -> None:
         self.b = backend
         self._queue: list[_Pending] = []
+        self._fixed: dict[str, list[bytes]] = {}  # run id -> its 13 fixed keys, encoded
         self._sender: asyncio.Task[None] | None = None
 
     async def commit(self, claim: Claim, commit: Commit, handoff: Handoff | None) -> str:
         if self.b.layout.model is not None and self.b.layout.custom_fields(commit.changes):
             return await self._alone(claim, commit, handoff)
         pending = _Pending(claim, commit, handoff, asyncio.get_running_loop().create_future())
-        pending.future.add_done_callback(_retrieved)
         if commit.changes:
             pending.ops = self.b.layout.delta_ops(commit.changes, {})
         self._queue.append(pending)
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all())
-        # the call goes on if this step is cancelled meanwhile: its outcome is then unknown to it,
-        # as with any command cut off mid-way (a re-delivery finds the item committed)
-        return await asyncio.shield(pending.future)
+        # a step cancelled meanwhile cancels only its wait: the call goes on, and its outcome is
+        # unknown to the step, as with any command cut off mid-way (a re-delivery finds the item
+        # committed)
+        return await pending.future
 
     async def _send_all(self) -> None:
         try:
@@ -166,7 +192,7 @@ class GroupCommit:
             self._queue = []
 
     async def _send(self, pending: Sequence[_Pending]) -> list[str]:
-        group = _Group(self.b)
+        group = _Group(self.b, self._fixed)
         for p in pending:
             group.add(p)
         handoffs = [p.handoff for p in pending if p.handoff is not None and not p.handoff.withdrawn]
@@ -192,12 +218,6 @@ class GroupCommit:
                 return result
             await asyncio.sleep(random.uniform(0, 0.01))
         raise FloxideError(f"context field of run '{commit.item.run_id}' kept changing; commit gave up")
-
-
-def _retrieved(future: asyncio.Future[str]) -> None:
-    """Mark the outcome seen: a step cancelled while its commit was sent does not read it."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _hand_off(handoff: Handoff, entry: list[Any]) -> None:

@@ -18,7 +18,7 @@ redis.call('LTRIM', KEYS[5], -tonumber(ARGV[10]), -1)
 redis.call('HSET', KEYS[6], ARGV[3], ARGV[6])
 redis.call('HINCRBY', KEYS[4], ARGV[4] .. ':failed', 1)
 redis.call('HSET', KEYS[3], ARGV[3],
-  '{"item_id":"' .. ARGV[3] .. '","node":"' .. ARGV[4] .. '","status":"Failed","attempt":' .. ARGV[5] .. '}')
+  cjson.encode({item_id = ARGV[3], node = ARGV[4], status = 'Failed', attempt = tonumber(ARGV[5])}))
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[12], '*', 'run', ARGV[13], 'item', ARGV[6], 'error', ARGV[7])
 if status == 'Running' or status == 'Pending' or status == 'Paused' then
   redis.call('HSET', KEYS[2], 'status', 'Failed', 'finished_at', ARGV[9], 'error', ARGV[8])

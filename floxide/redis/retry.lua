@@ -14,7 +14,7 @@ if not status then return 'gone' end
 if status == 'Cancelled' then return 'cancelled' end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[5],
-  '{"item_id":"' .. ARGV[5] .. '","node":"' .. ARGV[6] .. '","status":"WaitingRetry","attempt":' .. ARGV[7] .. '}')
+  cjson.encode({item_id = ARGV[5], node = ARGV[6], status = 'WaitingRetry', attempt = tonumber(ARGV[7])}))
 redis.call('HINCRBY', KEYS[4], ARGV[6] .. ':retries', 1)
 redis.call('RPUSH', KEYS[5], ARGV[8])
 redis.call('LTRIM', KEYS[5], -tonumber(ARGV[9]), -1)

@@ -17,6 +17,6 @@ if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'deadline', ARGV[8]) end
 redis.call('HSET', KEYS[3], '', 1)
 redis.call('ZADD', KEYS[6], ARGV[6], run_id)
 redis.call('XADD', KEYS[2], '*', 'item', item)
-redis.call('HSET', KEYS[4], item_id, '{"item_id":"' .. item_id .. '","node":"' .. node .. '","status":"Queued","attempt":1}')
+redis.call('HSET', KEYS[4], item_id, cjson.encode({item_id = item_id, node = node, status = 'Queued', attempt = 1}))
 redis.call('HINCRBY', KEYS[5], node .. ':created', 1)
 return 1

@@ -54,8 +54,7 @@ if target == 'Running' then
     redis.call('XADD', KEYS[2], '*', 'item', item)
     local decoded = cjson.decode(item)
     redis.call('HSET', KEYS[5], decoded.item_id,
-      '{"item_id":"' .. decoded.item_id .. '","node":"' .. decoded.node .. '","status":"Queued","attempt":' ..
-      decoded.attempt .. '}')
+      cjson.encode({item_id = decoded.item_id, node = decoded.node, status = 'Queued', attempt = decoded.attempt}))
   end
   redis.call('DEL', KEYS[3])
 end

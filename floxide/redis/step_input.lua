@@ -14,7 +14,7 @@ if status == 'Pending' then
 end
 if status == 'Running' and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
   redis.call('HSET', KEYS[2], ARGV[1],
-    '{"item_id":"' .. ARGV[1] .. '","node":"' .. ARGV[2] .. '","status":"Running","attempt":' .. ARGV[3] .. '}')
+    cjson.encode({item_id = ARGV[1], node = ARGV[2], status = 'Running', attempt = tonumber(ARGV[3])}))
 end
 return {status, redis.call('HGET', KEYS[1], 'deadline'), redis.call('HGET', KEYS[1], 'interrupt') or '0',
   redis.call('HGET', KEYS[1], 'ctx_ready') or '0'}

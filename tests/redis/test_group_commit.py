@@ -159,3 +159,31 @@ async def test_a_paused_run_parks_the_successors_of_its_steps_in_a_group(redis: 
     assert queued is not None and queued.status is ItemStatus.QUEUED
     [claim] = await backend.queue.claim("w", count=5, block=0)
     assert claim.item.run_id == running
+
+
+async def test_item_states_are_json_whatever_the_names(redis: Redis) -> None:
+    """The scripts build item states with cjson: quotes and backslashes in names stay JSON."""
+    backend = backend_for(redis)
+    odd = 'say "hi" \\ bye'
+    item = WorkItem(run_id="odd", item_id='first "one"', node=odd, payload=1)
+    from floxide.distributed.models import RunInfo
+
+    await backend.start_run(RunInfo(run_id="odd", workflow=fanned.name), item, {"total": 0})
+    state = await backend.items.get("odd", item.item_id)
+    assert state is not None and (state.node, state.status) == (odd, ItemStatus.QUEUED)
+    [claim] = await backend.queue.claim("w", count=1, block=0)
+    await backend.step_input(claim)
+    state = await backend.items.get("odd", item.item_id)
+    assert state is not None and state.status is ItemStatus.RUNNING
+    child = WorkItem(run_id="odd", item_id='next "two"', node=odd, payload=2)
+    assert await backend.commit(claim, Commit(item=claim.item, children=[child])) == "ok"
+    states = {s.item_id: (s.node, s.status) for s in await backend.items.list("odd")}
+    assert states == {item.item_id: (odd, ItemStatus.COMPLETED), child.item_id: (odd, ItemStatus.QUEUED)}
+    [claim] = await backend.queue.claim("w", count=1, block=0)
+    await backend.set_status("odd", RunStatus.PAUSED)
+    assert await backend.set_aside(claim, keep=True) == "parked"
+    state = await backend.items.get("odd", child.item_id)
+    assert state is not None and state.status is ItemStatus.PARKED
+    await backend.set_status("odd", RunStatus.RUNNING)
+    state = await backend.items.get("odd", child.item_id)
+    assert state is not None and state.status is ItemStatus.QUEUED
