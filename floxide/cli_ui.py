@@ -40,6 +40,7 @@ def ui(
         typer.Option(
             "--namespace",
             "-n",
+            metavar="NS",
             help="A namespace to show (repeatable). (env FLOXIDE_NAMESPACE; default: every namespace found)",
             show_default=False,
         ),

@@ -6,7 +6,8 @@ pages go to ``FLOXIDE_TEST_ARTIFACTS`` (a directory; default: the test session's
 directory, printed at the end) as ``<test>-<what>.png``.
 
 Cases:
-* a new run appears in the runs list and moves to Completed without a page reload;
+* a filter applies when chosen; a new run appears in the runs list and moves to Completed
+  without a page reload;
 * a failed run's page: clicking the failing node in the picture shows its errors with the
   traceback, in two clicks from the runs list, and the lines its steps logged;
 * the run page follows a run live, pause (behind the confirmation) holds it, resume
@@ -90,7 +91,10 @@ def shot(page: Any, artifacts: Path, request: pytest.FixtureRequest, what: str) 
 def test_runs_appear_and_finish_live(
     dashboard: Dashboard, page: Any, submit: Submit, artifacts: Path, request: pytest.FixtureRequest
 ) -> None:
-    page.goto(f"{dashboard.url}/?namespace={NAMESPACE}&workflow=countdown")
+    page.goto(f"{dashboard.url}/?namespace={NAMESPACE}")
+    with page.expect_navigation():
+        page.select_option("select[name=workflow]", "countdown")  # a filter applies when chosen
+    assert "workflow=countdown" in page.url and "namespace=ui" in page.url
     page.wait_for_selector("#live.on")  # the event stream is open
     page.evaluate("window.notReloaded = true")
     run_id = submit(COUNTDOWN, {"steps": 25, "delay": 0.1})

@@ -34,6 +34,11 @@
   }
   if (main && main.dataset.stream) { window.floxideStream = listen(main.dataset.stream); }
 
+  // -- filters apply when chosen (the Filter button stays for keyboards) -------------------------
+  document.querySelectorAll("form.filters select").forEach((select) => {
+    select.addEventListener("change", () => select.form.submit());
+  });
+
   // -- the node panel ------------------------------------------------------------------------
   const panel = document.getElementById("node-panel");
   async function showNode(name) {
