@@ -1,10 +1,11 @@
 -- admit.lua: start queued runs, in submission order, while fewer than the limit are active.
 --
 -- KEYS[1] queued  zset run_id by submission order     KEYS[2] active  set of admitted run ids
--- KEYS[3] limits  hash (max_active_runs)              KEYS[4] stream  work stream
+-- KEYS[3] limits  hash (max_active_runs)              KEYS[4] stream  work stream (normal class)
 -- KEYS[5 .. 4+A]  run hashes of the A runs in the active set (as the caller read it)
--- then 4 keys per candidate (the first C queued runs, as the caller read them):
---                 run hash, frames, items, metrics
+-- then 5 keys per candidate (the first C queued runs, as the caller read them):
+--                 run hash, frames, items, metrics, the stream of its priority class
+--                 (the run's ``first_stream``; KEYS[4] for a run that has none)
 --
 -- ARGV: A, C, the A active run ids, the C candidate run ids
 -- Returns 'retry' when the active set or the head of the queue changed since the caller read
@@ -39,8 +40,9 @@ local limit = tonumber(redis.call('HGET', KEYS[3], 'max_active_runs') or '')
 local started = {}
 for i = 1, c do
   if limit and count >= limit then break end
-  local base = 4 + a + (i - 1) * 4
+  local base = 4 + a + (i - 1) * 5
   local run, frames, items, metrics = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
+  local stream = KEYS[base + 5]
   local run_id = ARGV[2 + a + i]
   redis.call('ZREM', KEYS[1], run_id)
   if redis.call('HGET', run, 'status') == 'Queued' then
@@ -49,9 +51,8 @@ for i = 1, c do
     redis.call('HSET', run, 'status', 'Pending', 'items_total', 1)
     redis.call('HDEL', run, 'first_item')
     redis.call('HSET', frames, '', 1)
-    redis.call('XADD', KEYS[4], '*', 'item', item)
-    redis.call('HSET', items, item_id,
-      '{"item_id":"' .. item_id .. '","node":"' .. node .. '","status":"Queued","attempt":1}')
+    redis.call('XADD', stream, '*', 'item', item)
+    redis.call('HSET', items, item_id, cjson.encode({item_id = item_id, node = node, status = 'Queued', attempt = 1}))
     redis.call('HINCRBY', metrics, node .. ':created', 1)
     redis.call('SADD', KEYS[2], run_id)
     count = count + 1

@@ -165,7 +165,7 @@ class RedisBackend:
             return await self.classes.of(run.priority).start_run(run, item, context)
         await self.ensure_group()
         if await self.run_queue.limit() is not None:  # it waits Queued for a slot (floxide.redis.runqueue)
-            return await self.run_queue.submit(run, item, context)
+            return await self.run_queue.submit(run, item, context, stream=self.keys.stream)
         keys = self.run_keys(run.run_id)
         fixed = [keys.info, self.keys.stream, keys.frames, keys.items, keys.metrics, self.keys.runs]
         argv = [

@@ -82,8 +82,11 @@ class RunQueue:
             await self._b.client.hset(keys.limits, "max_active_runs", str(limit))
         await self.admit()
 
-    async def submit(self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None) -> bool:
-        """Create ``run`` Queued (once per run id), then admit what the limit allows."""
+    async def submit(
+        self, run: RunInfo, item: WorkItem, context: dict[str, Any] | None, *, stream: str | None = None
+    ) -> bool:
+        """Create ``run`` Queued (once per run id), then admit what the limit allows. ``stream``:
+        where its first item goes when it starts (its priority class's; default the normal one)."""
         b = self._b
         keys = b.run_keys(run.run_id)
         argv = [
@@ -95,11 +98,14 @@ class RunQueue:
             str(int(run.created_at.timestamp() * 1000)),
             run.created_at.isoformat(),
             run.deadline.isoformat() if run.deadline else "",
+            stream or b.keys.stream,
         ]
         async with b.client.pipeline(transaction=True) as pipe:
             await b.scripts.queue_run(
                 keys=[keys.info, b.keys.queued, b.keys.queue_seq, b.keys.runs], args=argv, client=pipe
             )
+            if run.priority != "normal":
+                pipe.hsetnx(keys.info, "priority", run.priority)
             if context is not None:
                 await b._seed_context(keys, context, client=pipe)
             created = (await pipe.execute())[0]
@@ -124,13 +130,21 @@ class RunQueue:
             count = _UNLIMITED_BATCH if limit is None else max(limit, 1) + _CANDIDATES_BEYOND_LIMIT
             candidates = cast(list[str], await b.client.zrange(keys.queued, 0, count - 1))
             run_keys = [b.run_keys(run_id) for run_id in candidates]
+            async with b.client.pipeline(transaction=False) as pipe:
+                for k in run_keys:
+                    pipe.hget(k.info, "first_stream")
+                streams = [s or keys.stream for s in await pipe.execute()]
             script_keys = [
                 keys.queued,
                 keys.active,
                 keys.limits,
                 keys.stream,
                 *(b.run_keys(run_id).info for run_id in active),
-                *(key for k in run_keys for key in (k.info, k.frames, k.items, k.metrics)),
+                *(
+                    key
+                    for k, stream in zip(run_keys, streams, strict=True)
+                    for key in (k.info, k.frames, k.items, k.metrics, stream)
+                ),
             ]
             reply = await b.scripts.admit(
                 keys=script_keys, args=[len(active), len(candidates), *active, *candidates]

@@ -5,6 +5,7 @@
 * a queued run shows as Queued with its place in line (``floxide status``, ``floxide runs``);
   cancelling it frees its place without ever starting it;
 * removing the limit starts every queued run;
+* the limit spans the priority classes, and a queued run starts in its class's stream;
 * an idempotency key: concurrent submissions under one key start one run, and each returns
   its id; ``floxide submit --idempotency-key`` twice prints the same id.
 """
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 
 from floxide.distributed import DistributedOrchestrator, RunStatus
 from floxide.redis import RedisBackend
+from floxide.redis.keys import KeySpace
 from tests.redis import napflows
 from tests.redis.conftest import NAMESPACE, Workers
 from tests.worker.helpers import child_env, floxide
@@ -133,3 +135,25 @@ async def test_submit_with_an_idempotency_key_prints_the_first_run(redis_url: st
     bad = floxide("submit", TARGET, "-i", "{}", "--idempotency-key", "has space", env=env)
     assert bad.returncode != 0
     assert "idempotency key" in bad.stderr
+
+
+async def test_the_limit_spans_priority_classes(redis: Redis, workers: Workers, marks: Path) -> None:
+    nap = orchestrator(redis)
+    await nap.backend.run_queue.set_limit(1)  # type: ignore[attr-defined]
+    await workers.start(TARGET, count=1, concurrency=4)
+    ids = [
+        await nap.start_run(napflows.Nap(seconds=0.4), run_id=f"p{i}", priority=priority)
+        for i, priority in enumerate(["normal", "high", "low", "high"])
+    ]
+    statuses = [(await nap.run(r)).status for r in ids]
+    assert statuses[0] in (RunStatus.PENDING, RunStatus.RUNNING) and statuses[1:] == [RunStatus.QUEUED] * 3
+    for run_id in ids:
+        info = await nap.wait_for_completion(run_id, timeout=60)
+        assert info.status is RunStatus.COMPLETED, info.error
+    assert [(await nap.run(r)).priority for r in ids] == ["normal", "high", "low", "high"]
+    high_stream = KeySpace(NAMESPACE, "nap", "high").stream  # its first item went to its class's stream
+    assert await redis.hget(nap.backend.run_keys("p1").info, "first_stream") == high_stream  # type: ignore[attr-defined]
+    spans = napflows.intervals(marks, ids)
+    assert napflows.peak(list(spans.values())) == 1
+    begins = [spans[run_id][0] for run_id in ids]
+    assert begins == sorted(begins)  # admitted in submission order, whatever the class
