@@ -108,7 +108,11 @@ class RedisLimiter:
         b = self._b
         now_ms = int(time.time() * 1000)
         day = 24 * 3600 * 1000
-        await b.client.zremrangebyscore(b.keys.node_limits, "-inf", now_ms - day)
+        idle = cast(list[str], await b.client.zrangebyscore(b.keys.node_limits, "-inf", now_ms - day))
+        if idle:  # limits (keys of keyed limits) unused for a day: forget them and their counters
+            fields = [f"{name}:{part}" for name in idle for part in ("def", "granted", "throttled")]
+            await b.client.hdel(b.keys.limit_stats, *fields)
+            await b.client.zrem(b.keys.node_limits, *idle)
         names = cast(list[str], await b.client.zrevrange(b.keys.node_limits, 0, 199))
         stats = cast(dict[str, str], await b.client.hgetall(b.keys.limit_stats))
         async with b.client.pipeline(transaction=False) as pipe:

@@ -10,7 +10,7 @@ Cases:
 * a worker SIGKILLed while holding slots: its slots come back with its lease, the run
   completes, and never more than the limit ran at once (its cut steps end at the kill);
 * a keyed limit (2 per customer, 3 customers): at most 2 at once per customer, and more
-  than 2 at once overall (keys do not share slots);
+  than 2 at once overall (keys do not share slots); a key unused for a day is forgotten;
 * a rate limit of 10/s with bursts of 3: in any window of 1 s at most 3 + 10 starts; the
   throttled items are no failures, and the unlimited sibling node finishes first;
 * in memory (in-process workers on one InMemoryBackend) the same limits hold;
@@ -121,6 +121,10 @@ async def test_a_keyed_limit_holds_per_key(redis: Redis, workers: Workers, marks
     assert overall["all"] > 2, "customers do not share their slots"
     usage = {u.ident for u in await orch.backend.limits.usage()}
     assert {"per_customer=c0", "per_customer=c1", "per_customer=c2"} <= usage
+    keys = orch.backend.keys  # type: ignore[attr-defined]
+    await redis.zadd(keys.node_limits, {"c:per_customer=c0": 1})  # unused for a day: forgotten
+    assert "per_customer=c0" not in {u.ident for u in await orch.backend.limits.usage()}
+    assert not [f for f in await redis.hkeys(keys.limit_stats) if f.startswith("c:per_customer=c0:")]
 
 
 async def test_a_rate_limit_holds_and_throttled_items_block_nothing(
