@@ -9,7 +9,8 @@ priority order. So a high-priority run's items are taken first, and a low-priori
 still gets about one claim in ten while higher classes are busy: it never starves.
 
 On Redis each class has a stream of its own (``stream``, ``stream:high``, ``stream:low``);
-see :mod:`floxide.redis.priority`.
+see :mod:`floxide.redis.priority`. The in-memory backend records a run's priority but hands
+out items in the order they were queued; local runs (``workflow.run``) have no priority.
 """
 
 from __future__ import annotations
