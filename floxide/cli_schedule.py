@@ -147,6 +147,15 @@ def schedule(
         str | None,
         typer.Option("--namespace", "-n", help="Key namespace. (env FLOXIDE_NAMESPACE)", show_default=False),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (0: any free port).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="With --status: print JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")] = False,
 ) -> None:
@@ -170,7 +179,13 @@ def schedule(
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(signum, stop.set)
             sys.stderr.write(f"floxide: scheduling {len(scheduled)} schedule(s) in namespace {ns}\n")
-            await scheduler.run(stop, interval=interval)
+            on_tick = None
+            if metrics_port is not None:
+                metrics = ScheduleMetrics()
+                port = metrics.serve(metrics_port)
+                sys.stderr.write(f"floxide: metrics on http://0.0.0.0:{port}/metrics\n")
+                on_tick = metrics.observe
+            await scheduler.run(stop, interval=interval, on_tick=on_tick)
             return []
 
     reports = run_command(go(), verbose=verbose)
@@ -206,6 +221,53 @@ def schedule(
         return table
 
     output.emit([r.as_dict() for r in reports], as_json=as_json, render=render)
+
+
+class ScheduleMetrics:
+    """The Prometheus metrics of ``floxide schedule``, labelled by schedule name (bounded)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = CollectorRegistry()
+        self.runs = Counter(
+            "floxide_schedule_runs_total",
+            "Fire times by result: started, skipped (missed, late, forbidden or suspended), replaced "
+            "(active runs cancelled by Replace).",
+            ["schedule", "result"],
+            registry=self.registry,
+        )
+        self.active = Gauge(
+            "floxide_schedule_active_runs",
+            "Runs of the schedule not finished.",
+            ["schedule"],
+            registry=self.registry,
+        )
+        self.next_fire = Gauge(
+            "floxide_schedule_next_fire_timestamp_seconds",
+            "The next fire time (Unix seconds).",
+            ["schedule"],
+            registry=self.registry,
+        )
+        self._skipped: dict[str, int] = {}
+
+    def serve(self, port: int) -> int:
+        """Serve ``/metrics`` from a background thread; the port."""
+        from prometheus_client import start_http_server
+
+        server, _ = start_http_server(port, registry=self.registry)
+        return int(server.server_port)
+
+    def observe(self, reports: list[ScheduleReport]) -> None:
+        for r in reports:
+            self.runs.labels(r.name, "started").inc(len(r.started_now))
+            self.runs.labels(r.name, "replaced").inc(len(r.cancelled_now))
+            skipped = r.skipped - self._skipped.get(r.name, r.skipped)
+            self._skipped[r.name] = r.skipped
+            self.runs.labels(r.name, "skipped").inc(max(skipped, 0))
+            self.active.labels(r.name).set(len(r.active))
+            if r.next is not None:
+                self.next_fire.labels(r.name).set(r.next.timestamp())
 
 
 def register(app: typer.Typer) -> None:

@@ -116,10 +116,18 @@ class Scheduler:
             ttl=ttl,
         )
 
-    async def run(self, stop: asyncio.Event, *, interval: float = 1.0) -> None:
-        """Tick every ``interval`` seconds until ``stop`` is set."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        interval: float = 1.0,
+        on_tick: Callable[[list[ScheduleReport]], None] | None = None,
+    ) -> None:
+        """Tick every ``interval`` seconds until ``stop`` is set; ``on_tick`` sees each tick's reports."""
         while not stop.is_set():
-            await self.tick()
+            reports = await self.tick()
+            if on_tick is not None:
+                on_tick(reports)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 

@@ -6,7 +6,8 @@
 * Replace cancels the active run (its step is interrupted, it never ends) and starts the new;
 * history limits delete the oldest finished runs' data; suspend skips fire times;
 * a fire time never starts twice (a second scheduler on the same state starts nothing);
-* the command: ``floxide schedule FILE`` submits on a seconds-cron until SIGTERM, ``--status``
+* the command: ``floxide schedule FILE`` submits on a seconds-cron until SIGTERM (and counts it
+  in ``--metrics-port``'s ``floxide_schedule_runs_total``), ``--status``
   shows LAST/NEXT/ACTIVE, a bad file names the field (exit 2).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from floxide.redis.scheduler import Scheduled, Scheduler
 from floxide.schedule import SchedulePolicy, run_name
 from tests.redis import napflows
 from tests.redis.conftest import NAMESPACE, ROOT, Workers
-from tests.worker.helpers import child_env, floxide
+from tests.worker.helpers import child_env, floxide, free_port, http_get
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -196,12 +198,21 @@ def test_the_command_submits_on_a_schedule_until_stopped(
         encoding="utf-8",
     )
     env = child_env(redis_url, FLOXIDE_NAMESPACE=NAMESPACE)
+    port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "floxide.cli", "schedule", str(definitions), "--interval", "0.2"],
+        [sys.executable, "-m", "floxide.cli", "schedule", str(definitions), "--interval", "0.2",
+         "--metrics-port", str(port)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         completed = asyncio.run(completed_runs(redis_url, at_least=3, timeout=60))
+        code, text = http_get(port, "/metrics")
+        assert code == 200
+        started = re.search(
+            r'floxide_schedule_runs_total\{result="started",schedule="every-second"\} (\S+)', text
+        )
+        assert started and float(started.group(1)) >= 3, text
+        assert 'floxide_schedule_next_fire_timestamp_seconds{schedule="every-second"}' in text
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
