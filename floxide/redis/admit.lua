@@ -12,8 +12,9 @@
 -- them (it reads again), else the list of the run ids started now.
 --
 -- An active run holds its slot until it is finished (Completed, Failed, Cancelled) or gone;
--- such runs leave the active set here. A queued run that is no longer Queued (cancelled, or
--- deleted) leaves the queue without a slot. A started run becomes Pending with its first item
+-- such runs leave the active set here. A candidate that is no longer Queued (cancelled, or
+-- deleted) leaves the queue without a slot, also behind runs that still wait (they keep their
+-- order: once one waits, no later one starts). A started run becomes Pending with its first item
 -- in the stream, exactly as start.lua starts a run without a limit.
 
 local a, c = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -39,13 +40,15 @@ local limit = tonumber(redis.call('HGET', KEYS[3], 'max_active_runs') or '')
 
 local started = {}
 for i = 1, c do
-  if limit and count >= limit then break end
   local base = 4 + a + (i - 1) * 5
   local run, frames, items, metrics = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
   local stream = KEYS[base + 5]
   local run_id = ARGV[2 + a + i]
-  redis.call('ZREM', KEYS[1], run_id)
-  if redis.call('HGET', run, 'status') == 'Queued' then
+  local queued = redis.call('HGET', run, 'status') == 'Queued'
+  if not queued then
+    redis.call('ZREM', KEYS[1], run_id)  -- cancelled, failed or deleted while it waited: no slot
+  elseif not limit or count < limit then
+    redis.call('ZREM', KEYS[1], run_id)
     local fields = redis.call('HMGET', run, 'first_item_id', 'first_node', 'first_item')
     local item_id, node, item = fields[1], fields[2], fields[3]
     redis.call('HSET', run, 'status', 'Pending', 'items_total', 1)
