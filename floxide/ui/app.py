@@ -28,6 +28,7 @@ from floxide.redis.index import UNAVAILABLE
 from floxide.run_picture import GraphvizMissing
 from floxide.ui import api, events, pages
 from floxide.ui.data import Dashboard
+from floxide.ui.hub import Hub
 
 __all__ = ["UiOptions", "create_app"]
 
@@ -56,10 +57,11 @@ def create_app(options: UiOptions) -> FastAPI:
         app.state.dashboard = Dashboard(
             client, namespaces=options.namespaces, allow_actions=options.allow_actions
         )
-        app.state.refresh = options.refresh
+        app.state.hub = Hub[list[tuple[str, str]]](options.refresh)
         try:
             yield
         finally:
+            await app.state.hub.close()
             await client.aclose()
 
     app = FastAPI(

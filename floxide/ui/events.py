@@ -1,9 +1,9 @@
 """Server-sent events: what a page or an API client watches, pushed when it changes.
 
-Each stream re-reads its subject every ``refresh`` seconds (one set of Redis reads per
-watcher, independent of the run's size except for its item states) and sends an event only
-when what it would send differs from the last one: an idle page costs a read a second and
-no traffic. FastAPI sends a keep-alive comment every 15 s; a closed browser tab ends the
+Each subject is re-read every ``refresh`` seconds, once for everyone watching it (a
+:class:`~floxide.ui.hub.Hub`), and a stream sends an event only when what it would send
+differs from the last one: an idle page costs no traffic, and a hundred people watching one
+run cost what one does. FastAPI sends a keep-alive comment every 15 s; a closed browser tab ends the
 stream.
 
 * :func:`changes` — the loop every stream is made of;
@@ -14,7 +14,6 @@ stream.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from floxide.distributed.models import RunStatus
 from floxide.errors import NotStarted
 from floxide.ui.data import Dashboard
+from floxide.ui.hub import Hub
 
 __all__ = ["changes", "router"]
 
@@ -33,43 +33,43 @@ Produce = Callable[[], Awaitable[list[tuple[str, str]]]]
 """Returns ``(event name, data)`` pairs; each is sent when its data changed since last time."""
 
 
-async def changes(
-    produce: Produce, *, refresh: float, unavailable: tuple[type[Exception], ...] = ()
-) -> AsyncIterator[ServerSentEvent]:
-    """Events from ``produce`` whenever their data changes.
+async def changes(request: Request, produce: Produce) -> AsyncIterator[ServerSentEvent]:
+    """Events from ``produce`` whenever their data changes (read through the application's hub).
 
-    While Redis is away: an ``error`` event (then ``recovered``); the subject gone (a run
-    expired or deleted): a ``gone`` event, and the stream ends.
+    Everyone watching the same stream (path and query) shares one reader
+    (:class:`~floxide.ui.hub.Hub`). While Redis is away: an ``error`` event (then
+    ``recovered``); the subject gone (a run expired or deleted): a ``gone`` event, and the
+    stream ends.
     """
+    hub: Hub[list[tuple[str, str]]] = request.app.state.hub
+    unavailable = _unavailable()
     last: dict[str, str] = {}
-    while True:
-        try:
-            pairs = await produce()
-        except NotStarted as exc:  # the run expired or was deleted: say so and end (the page stops)
-            yield ServerSentEvent(event="gone", raw_data=str(exc))
-            return
-        except unavailable as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            if last.get("error") != message:
-                last["error"] = message
-                yield ServerSentEvent(event="error", raw_data=f"Redis is unavailable: {message}")
-        else:
+    seen = 0
+    async with hub.watch(str(request.url), produce) as topic:
+        while True:
+            seen, result = await topic.next(seen)
+            if isinstance(result, NotStarted):  # the run expired or was deleted: say so and end
+                yield ServerSentEvent(event="gone", raw_data=str(result))
+                return
+            if isinstance(result, unavailable):
+                message = " ".join(str(result).split()) or type(result).__name__
+                if last.get("error") != message:
+                    last["error"] = message
+                    yield ServerSentEvent(event="error", raw_data=f"Redis is unavailable: {message}")
+                continue
+            if isinstance(result, Exception):
+                raise result
             if last.pop("error", None) is not None:
                 yield ServerSentEvent(event="recovered", raw_data="")
-            for name, data in pairs:
+            for name, data in result:
                 if last.get(name) != data:
                     last[name] = data
                     yield ServerSentEvent(event=name, raw_data=data)
-        await asyncio.sleep(refresh)
 
 
 def dashboard(request: Request) -> Dashboard:
     board: Dashboard = request.app.state.dashboard
     return board
-
-
-def _refresh(request: Request) -> float:
-    return float(request.app.state.refresh)
 
 
 def _unavailable() -> tuple[type[Exception], ...]:
@@ -96,7 +96,7 @@ async def watch_runs(
         )
         return [("runs", found.model_dump_json())]
 
-    async for event in changes(produce, refresh=_refresh(request), unavailable=_unavailable()):
+    async for event in changes(request, produce):
         yield event
 
 
@@ -113,7 +113,7 @@ async def watch_run(
         view = await board.view(namespace, workflow, run_id)
         return [("run", view.model_dump_json(exclude={"elapsed", "eta"}))]
 
-    async for event in changes(produce, refresh=_refresh(request), unavailable=_unavailable()):
+    async for event in changes(request, produce):
         yield event
 
 
@@ -135,5 +135,5 @@ async def watch_workers(
             )
         ]
 
-    async for event in changes(produce, refresh=_refresh(request), unavailable=_unavailable()):
+    async for event in changes(request, produce):
         yield event

@@ -32,7 +32,7 @@ from floxide.errors import FloxideError
 from floxide.run_picture import COLOURS, counts_text
 from floxide.run_view import RunView
 from floxide.ui.data import Dashboard, allowed_actions
-from floxide.ui.events import _refresh, _unavailable, changes, dashboard
+from floxide.ui.events import changes, dashboard
 
 __all__ = ["router", "templates"]
 
@@ -129,7 +129,7 @@ async def runs_stream(
         found = await board.runs(namespace=namespace, workflow=workflow, status=status, page=page)
         return [("runs", _fragment(request, "_runs_rows.html", found=found))]
 
-    async for event in changes(produce, refresh=_refresh(request), unavailable=_unavailable()):
+    async for event in changes(request, produce):
         yield event
 
 
@@ -183,7 +183,7 @@ async def run_stream(
             ("picture", await _picture(board, view)),
         ]
 
-    async for event in changes(produce, refresh=_refresh(request), unavailable=_unavailable()):
+    async for event in changes(request, produce):
         yield event
 
 
@@ -210,5 +210,5 @@ async def workers_stream(request: Request) -> AsyncIterator[ServerSentEvent]:
         found = await board.workers()
         return [("workers", _fragment(request, "_workers_rows.html", found=found))]
 
-    async for event in changes(produce, refresh=_refresh(request), unavailable=_unavailable()):
+    async for event in changes(request, produce):
         yield event
