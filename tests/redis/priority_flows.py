@@ -33,13 +33,17 @@ async def fan(chunk: Chunk) -> NextAll[Piece]:
     return NextAll([Piece(label=chunk.label, hold=chunk.hold) for _ in range(chunk.count)])
 
 
-@node
-async def step(piece: Piece) -> str:
-    await asyncio.sleep(piece.hold)
+def _mark(label: str) -> None:
     directory = os.environ.get("FLOXIDE_TEST_MARKS")
     if directory:
         with open(Path(directory) / "steps.log", "a", encoding="utf-8") as out:
-            out.write(f"{piece.label} {time.time():.6f}\n")
+            out.write(f"{label} {time.time():.6f}\n")
+
+
+@node
+async def step(piece: Piece) -> str:
+    await asyncio.sleep(piece.hold)
+    _mark(piece.label)
     return piece.label
 
 

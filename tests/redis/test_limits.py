@@ -187,9 +187,8 @@ async def test_the_cli_shows_limits_priority_and_throttled_items(
     assert status["priority"] == "high" and status["throttled"] > 0 and status["status"] == "Completed"
     shown = json.loads(floxide("limits", "limited", "--json", url=redis_server.url).stdout)
     [call] = shown["limits"]
-    assert (call["ident"], call["kind"], call["limit"], call["in_use"], call["granted"]) == (
-        "call", "concurrency", "3", 0, 12
-    )
+    expected = {"ident": "call", "kind": "concurrency", "limit": "3", "in_use": 0, "granted": 12}
+    assert {k: call[k] for k in expected} == expected
     assert call["throttled"] == status["throttled"] and shown["throttled_now"] == 0
     bad = floxide("submit", target, "-i", '{"count": 1}', "--priority", "urgent", url=redis_server.url)
     assert bad.returncode == 2 and "--priority must be one of high, normal, low, not 'urgent'" in bad.stderr
