@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Session",
     "connect",
+    "control",
     "fail_command",
     "input_or_exit",
     "load_or_exit",
@@ -186,8 +187,8 @@ def submit(
     print_outcome(info, all_outputs=False, outputs=[])
 
 
-async def _control(backend: RedisBackend, run_id: str, action: str, *, interrupt: bool = True) -> RunStatus:
-    """Pause, resume, cancel or retry a run, with the orchestrator's rules."""
+async def control(backend: RedisBackend, run_id: str, action: str, *, interrupt: bool = True) -> RunStatus:
+    """Pause, resume, cancel or retry a run, with the orchestrator's rules (also the dashboard's actions)."""
     info = await backend.runs.get(run_id)
     if info is None:
         raise NotStarted(f"run '{run_id}' does not exist (or has expired)")
@@ -229,7 +230,7 @@ def _steer(
         async with connect(settings, ns) as session:
             backend = await session.locate(run, workflow)
             try:
-                return await _control(backend, run, action, interrupt=interrupt), None
+                return await control(backend, run, action, interrupt=interrupt), None
             except AlreadyCompleted:  # resuming a completed run: as 'floxide run' with its id
                 info = await backend.runs.get(run) if action == "resume" else None
                 if info is None or info.status is not RunStatus.COMPLETED:

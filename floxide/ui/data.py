@@ -308,9 +308,7 @@ class Dashboard:
         self, namespace: str, workflow: str, run_id: str, action: Action, *, interrupt: bool = True
     ) -> ActionResult:
         """Pause, resume, cancel or retry the run, as the ``floxide`` command of that name does."""
-        from floxide.cli_distributed import (
-            _control as control,
-        )  # the steering floxide pause|resume|cancel|retry do
+        from floxide.cli_distributed import control  # what floxide pause|resume|cancel|retry do
 
         if not self.allow_actions:
             raise PermissionError("this dashboard is read-only (start it with --allow-actions)")
