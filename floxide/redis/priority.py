@@ -43,7 +43,7 @@ __all__ = ["Classes", "by_class", "each_class"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
-_REFRESH = 0.5
+_REFRESH = 0.25
 """Seconds between two reads of the classes in use (and of their backlogs) by one worker."""
 
 _BUSY_FOR = 1.0

@@ -139,6 +139,7 @@ async def test_a_rate_limit_holds_and_throttled_items_block_nothing(
     assert len(starts) == 40
     for window in (0.5, 1.0, 2.0):
         assert busiest_window(api, window) <= 3 + 10 * window, window
+    print(f"rate: busiest 1s {busiest_window(api, 1.0)} starts, 40 in {starts[-1] - starts[0]:.2f}s")
     assert starts[-1] - starts[0] >= (40 - 3) / 10 - 0.3, "40 starts at 10/s after a burst of 3"
     free = [p.at for p in read_probes(marks, "free") if p.event == "end"]
     assert len(free) == 40 and max(free) < starts[-1] - 1.0, "the unlimited node went on meanwhile"
