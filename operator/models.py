@@ -518,6 +518,7 @@ class NodeCounts(KubeModel):
     failed: int = Field(0, ge=0, description="Work items that failed for good (work items).")
     retries: int = Field(0, ge=0, description="Attempts retried after a failure (attempts).")
     pending: int = Field(0, ge=0, description="Work items queued or in progress (work items).")
+    throttled: int = Field(0, ge=0, description="Times an item waited for a node limit, no failure (times).")
 
 
 class WorkflowRunStatus(KubeModel):

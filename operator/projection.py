@@ -141,6 +141,7 @@ def _counts(view: RunView) -> dict[str, models.NodeCounts]:
             failed=metrics.failed,
             retries=metrics.retries,
             pending=metrics.pending,
+            throttled=metrics.throttled,
         )
     return counts
 

@@ -730,7 +730,7 @@ def full_run_status() -> models.WorkflowRunStatus:
         total_items=12,
         nodes={
             "classify": models.NodeCounts(completed=1),
-            "small": models.NodeCounts(completed=11, retries=2),
+            "small": models.NodeCounts(completed=11, retries=2, throttled=4),
         },
         started_at=NOW,
         finished_at=NOW + timedelta(seconds=72),

@@ -95,8 +95,8 @@ async def test_branching_run_succeeds(cluster: Cluster) -> None:
     assert status["progress"] == "2/2"
     assert (status["completedItems"], status["totalItems"]) == (2, 2)
     assert status["nodes"] == {
-        "foo": {"completed": 1, "failed": 0, "retries": 0, "pending": 0},
-        "big": {"completed": 1, "failed": 0, "retries": 0, "pending": 0},
+        "foo": {"completed": 1, "failed": 0, "retries": 0, "pending": 0, "throttled": 0},
+        "big": {"completed": 1, "failed": 0, "retries": 0, "pending": 0, "throttled": 0},
     }
     assert status["runId"] == f"big-{uid8}"
     assert status["seeded"] is True
