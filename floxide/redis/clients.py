@@ -18,8 +18,9 @@ Query options of ours, taken out before redis-py sees the rest: ``wait_replicas`
 redis-py's own query options; cluster and sentinel URLs take only ours.
 
 Every key of a workflow carries one hash tag (:mod:`floxide.redis.keys`), so each script and
-transaction touches a single slot; the few global keys (the run index, the workflow registry)
-are read and written one key per command.
+transaction touches a single slot, and workflows spread over a cluster's primaries; a
+namespace's run index and workflow registry (tag ``{wf:<namespace>/}``) are read and written
+one key per command, never in a script with a workflow's keys.
 """
 
 from __future__ import annotations

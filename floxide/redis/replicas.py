@@ -42,12 +42,13 @@ _LOG_EVERY = 10.0
 class WaitingScript(AsyncScript):
     """``script``, then ``WAIT replicas timeout_ms`` on the same connection (see the module docstring).
 
-    Called with ``client`` (a pipeline or transaction of the caller), it is the plain script:
+    Called with ``client`` (a pipeline or transaction of the caller), it is the wrapped script:
     the caller's pipeline is not ours to extend.
     """
 
     def __init__(self, script: AsyncScript, client: Client, *, replicas: int, timeout_ms: int) -> None:
         super().__init__(client, script.script)
+        self.inner = script
         self.client = client
         self.replicas = replicas
         self.timeout_ms = timeout_ms
@@ -63,7 +64,7 @@ class WaitingScript(AsyncScript):
         client: Any = None,
     ) -> Any:
         if client is not None:
-            return await super().__call__(keys, args, client)
+            return await self.inner(keys, args, client)
         keys, args = list(keys or []), list(args or [])
         for attempt in range(2):
             async with self.client.pipeline(transaction=False) as pipe:

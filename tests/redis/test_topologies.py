@@ -416,7 +416,7 @@ async def _failover_run(
     count = 120
     # (the WAIT timeout outlasts the lag; after the failover no replica is left, so each commit
     # waits it out: the run's end is slower with WAIT)
-    url = f"{servers.url}?wait_replicas={wait_replicas}&wait_timeout_ms=2000"
+    url = f"{servers.url}?wait_replicas={wait_replicas}&wait_timeout_ms=4000"
     started = await workers.start(
         FANOUT, count=2, concurrency=8, url=url, namespace="failover", lease=3.0, client=client,
         env={"FLOXIDE_LOG_LEVEL": "DEBUG", "FLOXIDE_LOG_FORMAT": "json"},
