@@ -65,7 +65,11 @@ def _moment(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-templates.env.filters.update(pretty=_pretty, span=_span, moment=_moment)
+def _clock(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%H:%M:%S")
+
+
+templates.env.filters.update(pretty=_pretty, span=_span, moment=_moment, clock=_clock)
 templates.env.globals.update(
     colours={state.value: colour for state, colour in COLOURS.items()},
     counts_text=counts_text,
