@@ -452,3 +452,35 @@ async def _failover_run(
         f"items done again {redone}, acknowledged commits lost {lost}"
     )
     return lost, redone
+
+
+async def test_node_limits_and_priorities_on_a_cluster(
+    redis_cluster: ClusterServers, workers: Workers, marks: Path, clients: list[Any]
+) -> None:
+    """Node limits and run priorities on the Redis Cluster (their scripts touch several keys, all
+    under the workflow's hash tag): a low and a high run of a limited node complete, the limit of
+    3 at once held across two workers, the priorities recorded."""
+    from tests.redis import limit_flows
+
+    redis_cluster.flushall()
+    url = redis_cluster.url
+
+    def client() -> Any:
+        made = RedisSettings(url=url).client()
+        clients.append(made)
+        return made
+
+    target = "tests.redis.limit_flows:limited"
+    await workers.start(target, count=2, concurrency=4, url=url, namespace="topo-l", client=client)
+    limited = orchestrator(client(), limit_flows.limited, "topo-l")
+    low = await limited.start_run(limit_flows.Batch(count=12, hold=0.1), priority="low")
+    high = await limited.start_run(limit_flows.Batch(count=6, hold=0.1), priority="high")
+    deadline = time.monotonic() + 60
+    while not all([(await limited.status(run)).finished for run in (low, high)]):
+        assert time.monotonic() < deadline, "the runs did not finish"
+        await asyncio.sleep(0.1)
+    assert {await limited.status(low), await limited.status(high)} == {RunStatus.COMPLETED}
+    assert limit_flows.peak(limit_flows.read_probes(marks, "call")) == {"all": 3}
+    assert [(await limited.run(run)).priority for run in (low, high)] == ["low", "high"]
+    throttled = sum([(await limited.metrics(run)).nodes["call"].throttled for run in (low, high)])
+    assert throttled > 0
