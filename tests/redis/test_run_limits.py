@@ -73,7 +73,7 @@ async def test_a_queued_run_shows_its_place_and_can_be_cancelled(
     assert limited.returncode == 0, limited.stderr
     assert json.loads(limited.stdout)["max_active_runs"] == 1
     await workers.start(TARGET, count=1, concurrency=4)
-    first = await nap.start_run(napflows.Nap(seconds=3), run_id="long")
+    first = await nap.start_run(napflows.Nap(seconds=120), run_id="long")  # holds the slot until cancelled
     second = await nap.start_run(napflows.Nap(seconds=0), run_id="second")
     third = await nap.start_run(napflows.Nap(seconds=0), run_id="third")
     shown = floxide("status", third, "--json", env=env)
@@ -83,9 +83,11 @@ async def test_a_queued_run_shows_its_place_and_can_be_cancelled(
     listed = json.loads(floxide("runs", "--status", "Queued", "--json", env=env).stdout)
     assert sorted(row["run_id"] for row in listed) == [second, third]
     await nap.cancel(second)
+    await asyncio.sleep(1.0)
+    assert (await nap.run(third)).status is RunStatus.QUEUED  # the slot is still taken
+    await nap.cancel(first)
     info = await nap.wait_for_completion(third, timeout=30)
-    assert info.status is RunStatus.COMPLETED
-    assert (await nap.run(first)).status is RunStatus.COMPLETED  # third waited for the long run
+    assert info.status is RunStatus.COMPLETED  # the slot freed by the cancelled long run
     assert napflows.intervals(marks, [second]) == {}  # the cancelled run never ran
     assert (await nap.run(second)).status is RunStatus.CANCELLED
 
