@@ -299,6 +299,37 @@ async def _check_the_runs(
     assert fanout_workers[1].pid in {int(h.worker_id.split("-")[1]) for h in await fanout.liveness()}
 
 
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+async def test_the_cli_reaches_them_through_settings_too(
+    kind: str, request: pytest.FixtureRequest, clients: list[Any]
+) -> None:
+    """``FLOXIDE_REDIS_MODE`` (with ``..._MASTER_NAME``) over a plain ``redis://`` URL, as a chart's
+    environment would set them; a bad topology is a one-line usage error."""
+    servers = request.getfixturevalue(f"redis_{kind}")
+    servers.flushall()
+    client = RedisSettings(url=servers.url).client()
+    clients.append(client)
+    await orchestrator(client, flows.fanout, "topo-cli").start_run(flows.Job(count=1), run_id="via-env")
+    first = (servers.nodes[0] if kind == "cluster" else servers.sentinels[0]).port
+    env = child_env(
+        f"redis://127.0.0.1:{first}/0", FLOXIDE_REDIS_MODE=kind, FLOXIDE_REDIS_MASTER_NAME="mymaster"
+    )
+    shown = floxide("status", "via-env", "--namespace", "topo-cli", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "Pending" in shown.stdout
+    wrong = {
+        "cluster": f"redis+cluster://127.0.0.1:{first}/9",
+        "sentinel": f"redis+sentinel://127.0.0.1:{first}",
+    }
+    bad = floxide("status", "via-env", "--redis", wrong[kind], env=child_env(""))
+    expected = {
+        "cluster": "error: bad --redis: a Redis Cluster has database 0 only (got 9)",
+        "sentinel": "error: bad --redis: a Sentinel URL names the primary: redis+sentinel://host:26379/mymaster/0",
+    }[kind]
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert bad.stderr.startswith(expected), bad.stderr
+
+
 async def test_the_operator_seeds_and_finds_runs(deployment: Deployment) -> None:
     from floxide_operator.store import Redises
 
