@@ -102,7 +102,7 @@ async def test_forbid_skips_while_a_long_run_is_active(redis: Redis, workers: Wo
     await workers.start(TARGET, count=1, concurrency=4)
     clock = Clock(T0)
     scheduler = Scheduler(
-        redis, [scheduled("forbid", 3.0, concurrencyPolicy="Forbid")], namespace=NAMESPACE, clock=clock
+        redis, [scheduled("forbid", 8.0, concurrencyPolicy="Forbid")], namespace=NAMESPACE, clock=clock
     )
     await scheduler.tick()
     clock.advance(minutes=1)
