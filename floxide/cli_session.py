@@ -157,7 +157,11 @@ async def in_background(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[N
     try:
         yield
     finally:
-        task.cancel()
+        # Cancel until it ends: a cancellation arriving as a Redis command completes can be lost
+        # (asyncio.wait_for before Python 3.12 drops it, and the command's error is caught).
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
