@@ -29,7 +29,7 @@ from tests.ui.conftest import BATCH, COUNTDOWN, NAMESPACE, WIDE, Dashboard
 from tests.worker.conftest import IN_CI
 from tests.worker.helpers import wait_until
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(300)]
 
 WAIT_MS = 30_000
 
@@ -156,7 +156,7 @@ def test_pause_resume_and_cancel(
     artifacts: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    run_id = submit(COUNTDOWN, {"steps": 400, "delay": 0.05})
+    run_id = submit(COUNTDOWN, {"steps": 1000, "delay": 0.05})
     path = f"/runs/{NAMESPACE}/countdown/{run_id}"
 
     page.goto(readonly.url + path)
