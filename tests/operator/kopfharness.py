@@ -55,6 +55,7 @@ GROUP = "floxide.io"
 VERSION = "v1alpha1"
 WORKFLOWS = f"{GROUP}/{VERSION}/workflows"
 RUNS = f"{GROUP}/{VERSION}/workflowruns"
+SCHEDULES = f"{GROUP}/{VERSION}/workflowschedules"
 DEPLOYMENTS = "apps/v1/deployments"
 SECRETS = "v1/secrets"
 CONFIG_MAPS = "v1/configmaps"
@@ -308,8 +309,12 @@ def _without_nulls(value: Any) -> Any:
 
 
 def status_patches(emulator: kmock.KubernetesEmulator) -> list[tuple[str, str, dict[str, Any]]]:
-    """Every status patch sent to a Workflow or a WorkflowRun: (kind, name, status)."""
-    kinds = {emulator.resource(WORKFLOWS): "Workflow", emulator.resource(RUNS): "WorkflowRun"}
+    """Every status patch sent to a Workflow, WorkflowRun or WorkflowSchedule: (kind, name, status)."""
+    kinds = {
+        emulator.resource(WORKFLOWS): "Workflow",
+        emulator.resource(RUNS): "WorkflowRun",
+        emulator.resource(SCHEDULES): "WorkflowSchedule",
+    }
     return [
         (kinds[r.resource], str(r.name), dict(r.data.get("status") or {}))
         for r in list(emulator)
@@ -326,10 +331,10 @@ def contract_violations(emulator: kmock.KubernetesEmulator) -> list[str]:
     KMock stores anything; a real apiserver validates against the CRD schema and prunes unknown
     fields. ``test_crds.refusals`` stands in for it.
     """
-    from tests.operator.test_crds import refusals, run, workflow
+    from tests.operator.test_crds import refusals, run, schedule, workflow
 
     logging.getLogger("celpy").setLevel(logging.WARNING)  # kopf's --verbose made the root logger DEBUG
-    manifests = {"Workflow": workflow(), "WorkflowRun": run()}
+    manifests = {"Workflow": workflow(), "WorkflowRun": run(), "WorkflowSchedule": schedule()}
     problems = []
     for kind, name, status in status_patches(emulator):
         for refusal in refusals({**manifests[kind], "status": _without_nulls(status)}):

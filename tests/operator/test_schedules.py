@@ -23,10 +23,8 @@ import pytest
 
 from floxide.schedule import run_name
 from tests.operator.fakeclock import CLOCK, Clock
-from tests.operator.kopfharness import GROUP, RUNS, VERSION, Cluster, eventually
+from tests.operator.kopfharness import GROUP, RUNS, SCHEDULES, VERSION, Cluster, eventually
 from tests.operator.kopfharness import operator as run_operator
-
-SCHEDULES = f"{GROUP}/{VERSION}/workflowschedules"
 
 pytestmark = [pytest.mark.timeout(300)]
 
