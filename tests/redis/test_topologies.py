@@ -180,6 +180,24 @@ def test_the_replica_wait_comes_from_the_settings_over_the_url() -> None:
     assert RedisSettings(url="redis://h/0").topology().wait_replicas == 0
 
 
+async def test_credentials_and_tls_reach_the_right_connections() -> None:
+    sentinel = RedisSettings(url="redis+sentinel://u:pw@s1,s2:5/m/3?sentinel_password=sp").client()
+    pool = sentinel.connection_pool
+    primary = pool.connection_kwargs
+    assert (primary["username"], primary["password"], primary["db"]) == ("u", "pw", 3)
+    sentinels = [s.connection_pool.connection_kwargs for s in pool.sentinel_manager.sentinels]
+    assert [(k["host"], k["port"], k["password"]) for k in sentinels] == [
+        ("s1", 26379, "sp"),
+        ("s2", 5, "sp"),
+    ]
+    await sentinel.aclose()
+    cluster = RedisSettings(url="rediss+cluster://u:pw@n1:7000", password="over").client()
+    options = cluster.get_connection_kwargs()
+    assert (options["username"], options["password"]) == ("u", "over")  # the password setting wins
+    assert options["connection_class"].__name__ == "SSLConnection"
+    await cluster.aclose()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
