@@ -82,7 +82,9 @@ RedisOpt = Annotated[
     str | None,
     typer.Option(
         "--redis",
-        help="Redis URL; rediss:// for TLS. (env FLOXIDE_REDIS_URL; default redis://localhost:6379/0)",
+        help="Redis URL; rediss:// for TLS, redis+cluster://node,node for a Redis Cluster, "
+        "redis+sentinel://sentinel,sentinel/mymaster/0 for Sentinel. (env FLOXIDE_REDIS_URL; default "
+        "redis://localhost:6379/0)",
         show_default=False,
     ),
 ]

@@ -30,7 +30,10 @@ def worker(
     redis: Annotated[
         str | None,
         typer.Option(
-            "--redis", help="Redis URL; rediss:// for TLS. (env FLOXIDE_REDIS_URL)", show_default=False
+            "--redis",
+            help="Redis URL; rediss:// for TLS, redis+cluster://... for a Redis Cluster, "
+            "redis+sentinel://... for Sentinel. (env FLOXIDE_REDIS_URL)",
+            show_default=False,
         ),
     ] = None,
     namespace: Annotated[
