@@ -408,7 +408,7 @@ async def bench(args: argparse.Namespace, procs: Processes) -> Counter[str]:
 def _header(args: argparse.Namespace, b: Bench) -> str:
     server = b.sync.info("server")["redis_version"]
     return "\n".join([
-        "Redis throughput: Floxide workers, a raw redis-py Streams loop and Celery, side by side",
+        "Redis throughput: Floxide workers, raw redis-py Streams loops (batched, unbatched) and Celery",
         f"tree {_revision()}; redis-server {server} on port {b.port}, private, no persistence",
         f"Python {platform.python_version()}, redis-py {redis.__version__}, celery {version('celery')}, "
         f"{os.cpu_count()} CPUs; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic_core import to_json
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
 from floxide.distributed.models import Claim, RunStatus
 from floxide.distributed.protocols import Commit, Handoff, StepInput
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from floxide.redis.backend import RedisBackend
 
 __all__ = ["GROUP_LIMIT", "GroupCommit"]
+
+log = logging.getLogger(__name__)
 
 GROUP_LIMIT = 64
 """Steps committed in one call at most (bounds the script's run time and its reply)."""
@@ -152,6 +158,9 @@ class GroupCommit:
         self.b = backend
         self._queue: list[_Pending] = []
         self._fixed: dict[str, list[bytes]] = {}  # run id -> its 13 fixed keys, encoded
+        self._connection: Any = None  # the connection commits are sent on (see _call)
+        self._busy = False
+        self._dropping: set[asyncio.Future[None]] = set()
         self._sender: asyncio.Task[None] | None = None
 
     async def commit(self, claim: Claim, commit: Commit, handoff: Handoff | None) -> str:
@@ -199,11 +208,53 @@ class GroupCommit:
         consumer = handoffs[0].consumer if handoffs else ""
         want_state = self.b.layout.model is None and any(h.want_state for h in handoffs)
         document = group.document(consumer, len(handoffs), want_state)
-        reply = cast(list[Any], await self.b.scripts.commit(keys=group.keys, args=[document]))
+        reply = cast(list[Any], await self._call(group.keys, document))
         results = [str(r) for r in reply[0]]
         for handoff, entry in zip(handoffs, reply[1:], strict=False):
             _hand_off(handoff, entry)
         return results
+
+    async def _call(self, keys: list[str | bytes], document: bytes) -> Any:
+        """``commit.lua`` on this backend's own connection when it can (a plain client, no
+        replica wait): a command sent and its reply read, without the client's pool, retries
+        and timers (about half of redis-py's CPU per call); else, or after any trouble on that
+        connection, through the client as usual."""
+        script = self.b.scripts.commit
+        direct = type(script) is AsyncScript and isinstance(self.b.client, Redis) and not self._busy
+        if not direct:
+            return await script(keys=keys, args=[document])
+        self._busy = True
+        try:
+            if self._connection is None:
+                self._connection = await self.b.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = self._connection
+            command = connection.pack_command("EVALSHA", script.sha, len(keys), *keys, document)
+            try:
+                await connection.send_packed_command(command, check_health=False)
+                return await connection.read_response()
+            except NoScriptError:
+                pass  # the server lost its scripts (restarted): the client loads it again below
+            except ResponseError:
+                raise  # the script failed: the connection is fine
+            except asyncio.CancelledError:
+                self._connection = None  # cut off mid-call: its reply may still come; closed
+                self._dropping.add(task := asyncio.ensure_future(self._drop(connection)))
+                task.add_done_callback(self._dropping.discard)
+                raise
+            except Exception:  # connection trouble: the client's own path retries
+                self._connection = None
+                await self._drop(connection)
+            return await script(keys=keys, args=[document])
+        finally:
+            self._busy = False
+
+    async def _drop(self, connection: Any) -> None:
+        try:
+            await connection.disconnect()
+        except Exception:
+            log.debug("closing a commit connection failed", exc_info=True)
+        finally:
+            await self.b.client.connection_pool.release(connection)
 
     async def _alone(self, claim: Claim, commit: Commit, handoff: Handoff | None) -> str:
         """A commit with custom-merged fields: compare-and-set, retried on a conflict."""
