@@ -2,13 +2,15 @@
 
 Reads answer 404 for an unknown run or node, 503 while Redis is unavailable. Actions
 (``POST .../{action}``) answer 403 when the dashboard is read-only (started without
-``--allow-actions``), 409 when the run's status refuses the action (as the ``floxide``
-command of that name would refuse it).
+``--allow-actions``) or when a browser sends them from another site's page (cross-site
+request forgery: its ``Origin`` header names another host), 409 when the run's status refuses
+the action (as the ``floxide`` command of that name would refuse it).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -91,7 +93,13 @@ async def act(
         Query(description="cancel: also interrupt running steps (false: let them finish, drop results)."),
     ] = True,
 ) -> ActionResult:
-    """What ``floxide pause|resume|cancel|retry RUN`` does; only when the dashboard allows actions."""
+    """What ``floxide pause|resume|cancel|retry RUN`` does; only when the dashboard allows actions.
+
+    A browser's request from another site's page (its ``Origin`` is not this server) is refused.
+    """
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise PermissionError(f"refused an action requested by a page of another site ({origin})")
     return await dashboard(request).act(namespace, workflow, run_id, action, interrupt=interrupt)
 
 

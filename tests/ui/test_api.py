@@ -9,7 +9,7 @@ Cases:
 * the picture: SVG with an element per node (``node-<name>``) in its state's colour;
 * actions as ``floxide pause|resume|cancel|retry`` do them: pause, resume, cancel without
   interrupting, a refused action (409), retry of a failed run; a read-only dashboard
-  refuses every action (403) and the run goes on;
+  refuses every action (403) and the run goes on, and so does one sent by another site's page;
 * server-sent events: a run's stream sends its progress as it moves, up to Completed;
 * workers: each live worker with workflow, heartbeat age, steps done;
 * OpenAPI document at ``/openapi.json``;
@@ -163,7 +163,11 @@ def test_actions_pause_resume_cancel_retry(
         assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
         assert viewer.get(base).json()["actions"] == []
 
-        paused = client.post(base + "/pause")
+        forged = client.post(base + "/pause", headers={"Origin": "http://evil.example"})
+        assert forged.status_code == 403 and "another site" in forged.json()["detail"]
+        assert status_of(client, "countdown", run_id) == "Running"
+
+        paused = client.post(base + "/pause", headers={"Origin": dashboard.url})  # the page's own
         assert paused.status_code == 200 and paused.json()["status"] == "Paused"
         time.sleep(0.5)  # a step that was running finishes; then nothing moves
         held = client.get(base).json()["view"]["items_done"]
