@@ -9,6 +9,7 @@ same Redis stores the ``floxide`` commands read and steering runs with the same 
 * :mod:`~floxide.ui.data` — reads and actions on Redis, behind :class:`~floxide.ui.data.Dashboard`;
 * :mod:`~floxide.ui.api` — ``/api/...``: runs, a run, a node of a run, its picture, workers, actions;
 * :mod:`~floxide.ui.events` — server-sent events: the runs list and a run, pushed as they change;
+* :mod:`~floxide.ui.hub` — one reader per watched subject, shared by everyone watching it;
 * :mod:`~floxide.ui.pages` — the HTML pages (Jinja2 templates, a little plain JavaScript);
 * :mod:`~floxide.ui.app` — the application: settings, the Redis client's lifetime, the routes.
 

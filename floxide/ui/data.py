@@ -2,8 +2,9 @@
 
 * runs: :class:`~floxide.redis.overview.Overview` (a page over every workflow of the shown
   namespaces), a run: :func:`floxide.run_view.build_run_view` (the view ``floxide status``
-  shows) from the stores, its picture: :func:`floxide.run_picture.render` (laid out by Graphviz, off the
-  event loop, kept while the run's picture does not change);
+  shows) from the stores, its picture: :func:`floxide.run_picture.to_dot` laid out by
+  :func:`~floxide.run_picture.render_dot` (Graphviz, off the event loop, kept while the
+  run's picture does not change);
 * workers: each workflow's liveness store (as ``floxide workers``);
 * actions: :func:`floxide.cli_distributed.control` (as ``floxide pause|resume|cancel|retry``).
 
