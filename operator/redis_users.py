@@ -70,8 +70,9 @@ NAMESPACE_LABEL = "floxide.io/redis-user-namespace"
 """Label on a user's Secret: the namespace it is for."""
 
 WORKER_COMMANDS: tuple[str, ...] = (
-    # connection: health checks, a database number in the URL; a Redis Cluster's slot map
-    "ping", "select", "cluster|slots", "cluster|shards", "asking",
+    # connection: health checks, a database number in the URL; a Redis Cluster client's slot map
+    # and command table
+    "ping", "select", "cluster|slots", "cluster|shards", "asking", "command",
     # the Lua scripts (by hash; loaded on NOSCRIPT, checked by pipelines): the commands they call
     # are checked against these same rules
     "evalsha", "script|load", "script|exists",
@@ -211,12 +212,22 @@ class NamespaceUsers:
 
     async def apply(self, user: NamespaceUser) -> None:
         """Set the user in Redis (idempotent: creates it, or brings it back to its rules)."""
-        await self._admin().execute_command("ACL", "SETUSER", user.name, *acl_rules(user))
+        await self._everywhere("ACL SETUSER", user.name, *acl_rules(user))
+
+    async def _everywhere(self, *command: str) -> list[Any]:
+        """Send an ACL command to every server: a Redis Cluster keeps ACLs per node and does not
+        spread them (a replica of a Sentinel-managed primary gets them from the next check after a
+        failover). The replies, one per node."""
+        client = self._admin()
+        if hasattr(client, "get_nodes"):  # redis-py's cluster client
+            replies = await client.execute_command(*command, target_nodes="all")
+            return list(replies.values()) if isinstance(replies, dict) else [replies]
+        return [await client.execute_command(*command)]
 
     async def remove(self, namespace: str) -> None:
         """Delete the namespace's user (Redis closes its connections) and its Secret."""
         async with self._locks.setdefault(namespace, asyncio.Lock()):
-            await self._admin().execute_command("ACL", "DELUSER", username(namespace))
+            await self._everywhere("ACL DELUSER", username(namespace))
             await self._kube().delete_secret(self.own_namespace, secret_name(namespace))
             self._known.pop(namespace, None)
         log.info("deleted the Redis user of namespace %s and its Secret", namespace)
@@ -224,7 +235,7 @@ class NamespaceUsers:
     async def orphans(self, namespaces: Iterable[str]) -> list[str]:
         """The namespaces that have a user in Redis but are not in ``namespaces``."""
         keep = set(namespaces)
-        users = [str(name) for name in await self._admin().execute_command("ACL", "USERS")]
+        users = {str(name) for reply in await self._everywhere("ACL USERS") for name in reply}
         found = [name[len(USER_PREFIX) :] for name in users if name.startswith(USER_PREFIX)]
         return sorted(namespace for namespace in found if namespace not in keep)
 

@@ -7,7 +7,8 @@
   refuses none of their commands (its ACL log stays empty);
 * :class:`NamespaceUsers` keeps the password in a Secret: it re-creates a user Redis lost (a
   restart without persistence), rotates with a grace period for the previous password, revokes
-  at once when the Secret is deleted, and deleting a user closes its connections.
+  at once when the Secret is deleted, and deleting a user closes its connections; the sweep
+  deletes users of namespaces without Workflows; on a Redis Cluster every node gets the user.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from floxide_operator import tenancy
 from floxide_operator.redis_users import (
     ROTATE_ANNOTATION,
     NamespaceUser,
@@ -27,15 +29,18 @@ from floxide_operator.redis_users import (
     secret_name,
     username,
 )
+from floxide_operator.runtime import Runtime
+from floxide_operator.settings import OperatorSettings
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from floxide.cli import load_workflow
 from floxide.distributed import start_run
 from floxide.distributed.models import RunStatus
-from floxide.redis import RedisBackend
+from floxide.redis import RedisBackend, RedisSettings
 from floxide.redis.keys import KeySpace, NamespaceKeys
 from tests.redis.conftest import RedisServer, Workers
+from tests.redis.topologies import ClusterServers
 
 OURS, THEIRS = "tenant-a", "tenant-b"
 REFUSED = (NoPermissionError, ResponseError)
@@ -325,3 +330,71 @@ def test_the_rules_allow_nothing_beyond_the_namespace() -> None:
     assert not allowed & {"keys", "scan", "randomkey", "flushall", "flushdb", "config", "acl", "eval",
                           "client", "debug", "monitor", "shutdown", "publish", "subscribe"}  # fmt: skip
     assert json.dumps(rules).count("secret") == 1
+
+
+async def test_the_sweep_deletes_only_users_of_namespaces_without_workflows(
+    admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
+) -> None:
+    """For namespaces whose last Workflow went while the operator was down; a namespaced operator
+    sweeps only its own namespace."""
+    for served_only in ("", THEIRS):
+        rt = Runtime(settings=OperatorSettings(redis_acl=True, namespace=served_only))
+        rt.users = _keeper(admin, stand_in)
+        for namespace in (OURS, THEIRS, "gone-too"):
+            await rt.users.user(namespace, now=0.0)
+        rt.workflows = {(OURS, "merge")}
+        swept = await tenancy.sweep(rt)
+        assert swept == ([THEIRS] if served_only else ["gone-too", THEIRS])
+        left = {name for name in await admin.acl_users() if name.startswith("floxide-ns-")}
+        assert username(OURS) in left and username(THEIRS) not in left
+        assert ("floxide-system", secret_name(OURS)) in stand_in.secrets
+        assert ("floxide-system", secret_name(THEIRS)) not in stand_in.secrets
+        for name in left:
+            await admin.acl_deluser(name)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
+    """A 3-primary Redis Cluster on loopback for this module."""
+    servers = ClusterServers(tmp_path_factory.mktemp("acl-cluster"))
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.mark.slow
+async def test_on_a_redis_cluster_every_node_gets_the_user(
+    redis_cluster: ClusterServers, stand_in: SecretsStandIn
+) -> None:
+    """ACLs are per node: the operator sets and deletes a namespace's user on every primary, and
+    a worker's cluster client logs in wherever a key of its namespace lives."""
+    admin = RedisSettings(url=redis_cluster.url).client()
+    users = NamespaceUsers(
+        admin=lambda: admin, kube=lambda: stand_in,  # type: ignore[return-value]
+        own_namespace="floxide-system", check_interval=1.0, rotation_grace=600.0,
+    )  # fmt: skip
+    try:
+        user = await users.user(OURS, now=0.0)
+        for node in redis_cluster.nodes:
+            with node.sync_client() as direct:
+                assert direct.acl_getuser(user.name)["keys"] == [f"~fx:{{wf:{OURS}/*"]
+        settings = RedisSettings(url=redis_cluster.url, username=user.name, password=user.password)
+        worker = settings.client()
+        try:
+            for workflow in ("a", "b", "c", "d", "e", "f"):  # keys on several slots, so several nodes
+                key = KeySpace(OURS, workflow).graph
+                await worker.set(key, "{}")
+                assert await worker.get(key) == "{}"
+            with pytest.raises(REFUSED):
+                await worker.set(KeySpace(THEIRS, "a").graph, "{}")
+        finally:
+            await worker.aclose()
+        assert await users.orphans([]) == [OURS]
+        await users.remove(OURS)
+        for node in redis_cluster.nodes:
+            with node.sync_client() as direct:
+                assert direct.acl_getuser(user.name) is None
+    finally:
+        await admin.aclose()
