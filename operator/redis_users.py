@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from floxide.redis.index import UNAVAILABLE
+from floxide.errors import FloxideError
+from floxide.redis.index import REFUSED, UNAVAILABLE
 from floxide.redis.keys import namespace_pattern
 
 from .kube import Kube
@@ -44,6 +45,7 @@ __all__ = [
     "WORKER_COMMANDS",
     "NamespaceUser",
     "NamespaceUsers",
+    "RedisUserRefused",
     "acl_rules",
     "secret_name",
     "username",
@@ -97,6 +99,10 @@ Never KEYS, SCAN or RANDOMKEY (Redis does not filter key names by the user's pat
 list every namespace's keys), FLUSH*, CONFIG, ACL, CLIENT, DEBUG, MODULE, MONITOR, SHUTDOWN,
 PUBLISH/SUBSCRIBE, or EVAL (only scripts by hash: loading one is allowed, and whatever it calls is
 checked like a command of the user's own)."""
+
+
+class RedisUserRefused(FloxideError):
+    """Redis refused to set a namespace's user (no ACLs, or no permission to change them)."""
 
 
 def username(namespace: str) -> str:
@@ -184,7 +190,8 @@ class NamespaceUsers:
         """The user of ``namespace``: its Secret read (created, rotated) at most every
         :attr:`secret_interval`, the user set in Redis at most every ``check_interval`` seconds.
 
-        Raises :class:`~.kube.KubeError` (the caller reports and retries); Redis refusing or not
+        Raises :class:`~.kube.KubeError` (the caller reports and retries), and
+        :class:`RedisUserRefused` when Redis answers the user's setting with an error; Redis not
         answering is logged, and the user set again on the next call.
         """
         now = time.monotonic() if now is None else now
@@ -199,6 +206,13 @@ class NamespaceUsers:
             if now - known.applied >= self.check_interval:
                 try:
                     await self.apply(known.user)
+                except REFUSED as exc:
+                    raise RedisUserRefused(
+                        f"Redis refused to set the user {known.user.name} of namespace {namespace} "
+                        f"({' '.join(str(exc).split())}): per-namespace users need Redis 7+ and an "
+                        "operator connection allowed ACL SETUSER; otherwise turn them off "
+                        "(redis.acl.namespaceUsers=false, FLOXIDE_OPERATOR_REDIS_ACL=false)"
+                    ) from exc
                 except UNAVAILABLE as exc:  # the user is still right to mirror; set it next time
                     self._warn(f"cannot set the Redis user of namespace {namespace}: {exc}")
                 else:

@@ -29,6 +29,7 @@ from . import models, tenancy, tombstones
 from .kube import KubeError
 from .models import Phase
 from .projection import Coalescer, condition, merge_conditions
+from .redis_users import RedisUserRefused
 from .runtime import DeploymentView, Runtime
 from .scaling import ScaleState, desired_workers
 from .store import Connection, RedisUnavailable, WorkflowStore
@@ -287,7 +288,7 @@ async def reconcile_workflow(
                 if now - memory.mirrored >= MIRROR_SECONDS or workers != memory.mirrored_as:
                     await _mirror_secret(rt, body, name, namespace, workers)
                     memory.mirrored, memory.mirrored_as = now, workers
-        except KubeError as exc:
+        except (KubeError, RedisUserRefused) as exc:
             _report(rt, body, memory, "SecretFailed", str(exc))
             ready = condition("Ready", False, "SecretUnavailable", str(exc), generation=generation)
             _patch_status(

@@ -20,18 +20,22 @@ workflow of the namespace (:attr:`~floxide.redis.keys.NamespaceKeys.workflows`),
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from floxide.errors import FloxideError, NotStarted
 from floxide.redis.clients import Client
 from floxide.redis.keys import KeySpace, NamespaceKeys
 
-__all__ = ["UNAVAILABLE", "AmbiguousRun", "RedisUnavailable", "RunIndex", "record_run"]
+__all__ = ["REFUSED", "UNAVAILABLE", "AmbiguousRun", "RedisUnavailable", "RunIndex", "record_run"]
 
 
 UNAVAILABLE: tuple[type[Exception], ...] = (RedisError, OSError)
 """What a Redis command raises when Redis cannot be reached or refuses it (for code outside
 this package, which does not import ``redis``: ``except UNAVAILABLE``)."""
+
+REFUSED: tuple[type[Exception], ...] = (ResponseError,)
+"""What a Redis command raises when Redis answered with an error (an unknown command, no
+permission): retrying the same command will not help."""
 
 
 class RedisUnavailable(FloxideError):

@@ -25,6 +25,7 @@ from floxide_operator.redis_users import (
     ROTATE_ANNOTATION,
     NamespaceUser,
     NamespaceUsers,
+    RedisUserRefused,
     acl_rules,
     secret_name,
     username,
@@ -398,3 +399,22 @@ async def test_on_a_redis_cluster_every_node_gets_the_user(
                 assert direct.acl_getuser(user.name) is None
     finally:
         await admin.aclose()
+
+
+async def test_a_redis_that_refuses_acls_is_named_with_the_way_out(
+    admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
+) -> None:
+    """As a managed Redis that keeps ACLs to itself (or one without them): the Workflow is told why,
+    and what to turn off, instead of workers failing to log in."""
+    await admin.execute_command("ACL SETUSER", "no-acl-admin", "on", ">pw", "~*", "&*", "+@all", "-acl")
+    limited = Redis(port=redis_server.port, username="no-acl-admin", password="pw", decode_responses=True)
+    try:
+        users = _keeper(limited, stand_in)
+        with pytest.raises(RedisUserRefused) as refused:
+            await users.user(OURS, now=0.0)
+        message = str(refused.value)
+        assert f"Redis refused to set the user {username(OURS)} of namespace {OURS}" in message
+        assert "no permissions to run the 'acl|setuser' command" in message
+        assert "redis.acl.namespaceUsers=false" in message
+    finally:
+        await limited.aclose()
