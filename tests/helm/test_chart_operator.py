@@ -58,6 +58,8 @@ def test_operator_environment() -> None:
         "FLOXIDE_OPERATOR_METRICS_PORT": "9090",
         "FLOXIDE_OPERATOR_PEERING_NAME": "floxide",
         "FLOXIDE_OPERATOR_CREATE_PEERING": "true",
+        "FLOXIDE_OPERATOR_REDIS_ACL": "true",
+        "FLOXIDE_OPERATOR_REDIS_ACL_ROTATION_GRACE": "600",
         "EXTRA": "on",
     }
     assert set(env) - set(values) == {"FLOXIDE_REDIS_URL", "FLOXIDE_REDIS_PASSWORD"}

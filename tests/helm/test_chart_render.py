@@ -95,6 +95,8 @@ def test_defaults_render_the_whole_system() -> None:
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",  # per-namespace Redis users: their Secrets, in the release namespace
+        "RoleBinding",
         "Deployment",
         "Secret",
         "Service",
