@@ -99,6 +99,12 @@ class PrometheusHooks(WorkerHooks):
             ["workflow", "limit", "kind"],
             registry=r,
         )
+        self.queued_runs = Gauge(
+            "floxide_queued_runs", "Runs waiting for a slot under the run limit.", ["workflow"], registry=r
+        )
+        self.limited_runs = Gauge(
+            "floxide_limited_runs_active", "Runs holding a run-limit slot.", ["workflow"], registry=r
+        )
         ProcessCollector(registry=r)
         self._running: set[str] = set()
         self.in_progress.labels(workflow).set_function(lambda: len(self._running))
@@ -139,6 +145,10 @@ class PrometheusHooks(WorkerHooks):
             self.slots.labels(self.workflow, name).set(count)
         for (name, kind), count in waiting.items():
             self.waiting.labels(self.workflow, name, kind).set(count)
+
+    def on_run_queue(self, limit: int | None, active: int, queued: int) -> None:
+        self.queued_runs.labels(self.workflow).set(queued)
+        self.limited_runs.labels(self.workflow).set(active if limit is not None else 0)
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""

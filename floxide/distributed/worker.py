@@ -68,6 +68,10 @@ class WorkerHooks:
     def on_limits(self, usage: Sequence[LimitUsage], throttled: int) -> None:
         """The workflow's node limits were read (with each heartbeat, if it has any)."""
 
+    def on_run_queue(self, limit: int | None, active: int, queued: int) -> None:
+        """The workflow's run limit was read (with each heartbeat, on backends that have one):
+        ``limit`` (``None``: none), the runs holding a slot, and those waiting ``Queued``."""
+
 
 class DistributedWorker:
     """Runs one workflow's work items from ``backend``; ``concurrency`` steps at once."""
@@ -361,6 +365,11 @@ class DistributedWorker:
             usage, throttled = await self.backend.limits.usage(), await self.backend.limits.throttled()
             for hook in self.hooks:
                 _safely(hook.on_limits, usage, throttled)
+        run_queue = getattr(self.backend, "run_queue", None)  # Redis: floxide.redis.runqueue
+        if self.hooks and run_queue is not None:
+            state = await run_queue.state()
+            for hook in self.hooks:
+                _safely(hook.on_run_queue, state.limit, state.active, state.queued)
 
     async def _extend_leases(self) -> None:
         held = [c for c in self._inflight.values() if c.delivery not in self._handed_back]

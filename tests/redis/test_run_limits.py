@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from floxide.redis import RedisBackend
 from floxide.redis.keys import KeySpace
 from tests.redis import napflows
 from tests.redis.conftest import NAMESPACE, Workers
-from tests.worker.helpers import child_env, floxide
+from tests.worker.helpers import child_env, floxide, free_port, http_get
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -159,3 +160,31 @@ async def test_the_limit_spans_priority_classes(redis: Redis, workers: Workers, 
     assert napflows.peak(list(spans.values())) == 1
     begins = [spans[run_id][0] for run_id in ids]
     assert begins == sorted(begins)  # admitted in submission order, whatever the class
+
+
+async def test_workers_export_the_run_queue(redis: Redis, workers: Workers, redis_url: str) -> None:
+    nap = orchestrator(redis)
+    await nap.backend.run_queue.set_limit(1)  # type: ignore[attr-defined]
+    port = free_port()
+    command = workers.command(TARGET, url=redis_url, namespace=NAMESPACE, concurrency=2, lease=2.0)
+    command[command.index("--http-port") + 1] = str(port)
+    workers.spawn(command, {"FLOXIDE_WORKER_HEARTBEAT_SECONDS": "0.3"})
+    ids = [await nap.start_run(napflows.Nap(seconds=30), run_id=f"m{i}") for i in range(3)]
+
+    def gauges() -> dict[str, float]:
+        try:
+            _, text = http_get(port, "/metrics")
+        except OSError:
+            return {}
+        found = re.findall(
+            r'^(floxide_(?:queued_runs|limited_runs_active))\{workflow="nap"\} (\S+)$', text, re.M
+        )
+        return {name: float(value) for name, value in found}
+
+    for _ in range(300):
+        if gauges() == {"floxide_queued_runs": 2.0, "floxide_limited_runs_active": 1.0}:
+            break
+        await asyncio.sleep(0.1)
+    assert gauges() == {"floxide_queued_runs": 2.0, "floxide_limited_runs_active": 1.0}
+    for run_id in ids:
+        await nap.cancel(run_id)
