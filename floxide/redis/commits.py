@@ -204,7 +204,11 @@ class GroupCommit:
         group = _Group(self.b, self._fixed)
         for p in pending:
             group.add(p)
-        handoffs = [p.handoff for p in pending if p.handoff is not None and not p.handoff.withdrawn]
+        handoffs = [
+            p.handoff
+            for p in pending
+            if p.handoff is not None and not p.handoff.withdrawn and not p.future.cancelled()
+        ]
         consumer = handoffs[0].consumer if handoffs else ""
         want_state = self.b.layout.model is None and any(h.want_state for h in handoffs)
         document = group.document(consumer, len(handoffs), want_state)
@@ -212,6 +216,11 @@ class GroupCommit:
         results = [str(r) for r in reply[0]]
         for handoff, entry in zip(handoffs, reply[1:], strict=False):
             _hand_off(handoff, entry)
+        # a step cancelled while the call ran takes no next item: handed back at once (released,
+        # not left to look like a crash when its lease runs out)
+        orphans = [h.claim for p in pending if p.future.cancelled() and (h := p.handoff) and h.claim]
+        if orphans:
+            await self.b.queue.release(consumer, orphans)
         return results
 
     async def _call(self, keys: list[str | bytes], document: bytes) -> Any:

@@ -9,13 +9,16 @@ Cases:
   every entry is acknowledged;
 * a step with 5,000 children (more values than Lua can unpack at once) commits, and its
   successors are queued with their states;
-* a step of a paused run in a group: its successors are parked, the others' queued.
+* a step of a paused run in a group: its successors are parked, the others' queued;
+* a step cancelled before its group is sent takes no next item; one cancelled while the call
+  runs has the item it was handed released at once (reclaimable, and not counted as a crash);
+* item states stay JSON whatever the names (cjson).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel
@@ -187,3 +190,58 @@ async def test_item_states_are_json_whatever_the_names(redis: Redis) -> None:
     await backend.set_status("odd", RunStatus.RUNNING)
     state = await backend.items.get("odd", child.item_id)
     assert state is not None and state.status is ItemStatus.QUEUED
+
+
+async def _two_steps_and_two_entries(redis: Redis) -> tuple[RedisBackend, list[Claim]]:
+    """Two claimed steps of a fan-out, and two more entries waiting in the stream."""
+    backend = backend_for(redis)
+    await start_run(fanned, backend, 4)
+    [first] = await backend.queue.claim("w", count=1, block=0)
+    assert await process_claim(fanned, backend, first) == "committed"
+    claims = await backend.queue.claim("w", count=2, block=0)
+    assert len(claims) == 2
+    return backend, claims
+
+
+async def test_a_step_cancelled_before_its_group_is_sent_takes_no_next_item(redis: Redis) -> None:
+    backend, claims = await _two_steps_and_two_entries(redis)
+    handoffs = [Handoff("w"), Handoff("w")]
+    steps = [
+        asyncio.create_task(backend.commit(c, Commit(item=c.item, arrivals=[("collect", 1)]), handoff=h))
+        for c, h in zip(claims, handoffs, strict=True)
+    ]
+    await asyncio.sleep(0)  # both queued; the group is not sent yet
+    steps[1].cancel()
+    assert await steps[0] == "ok"
+    assert handoffs[0].claim is not None and handoffs[1].claim is None
+    # both steps committed (a queued commit still goes), one next entry claimed, one undelivered
+    assert await backend.queue.backlog() == (1, 1)
+
+
+async def test_a_step_cancelled_while_its_group_is_sent_hands_its_next_item_back(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, claims = await _two_steps_and_two_entries(redis)
+    group = backend._group
+    sending, go = asyncio.Event(), asyncio.Event()
+    call = group._call
+
+    async def held(keys: Any, document: bytes) -> Any:
+        sending.set()
+        await go.wait()
+        return await call(keys, document)
+
+    monkeypatch.setattr(group, "_call", held)
+    handoffs = [Handoff("w"), Handoff("w")]
+    steps = [
+        asyncio.create_task(backend.commit(c, Commit(item=c.item, arrivals=[("collect", 1)]), handoff=h))
+        for c, h in zip(claims, handoffs, strict=True)
+    ]
+    await sending.wait()
+    steps[1].cancel()  # while the call is under way: it still claims two entries
+    go.set()
+    assert await steps[0] == "ok"
+    assert handoffs[0].claim is not None and handoffs[1].claim is not None
+    orphan = handoffs[1].claim
+    [taken] = await backend.queue.reclaim("other", min_idle=60, count=5)
+    assert taken.delivery == orphan.delivery and not taken.reclaimed  # released, not a crash
