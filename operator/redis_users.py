@@ -29,7 +29,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,14 +162,15 @@ class _Known:
 class NamespaceUsers:
     """Keeps the namespace users in Redis and their Secrets in the operator's namespace.
 
-    ``admin`` is the operator's own Redis client (it may run ACL commands); ``kube`` gives the
-    Kubernetes client; ``own_namespace`` is where the Secrets live.
+    ``admin`` sends a command to every server of the operator's own Redis, with its admin
+    connection (:meth:`~.store.Redises.everywhere`); ``kube`` gives the Kubernetes client;
+    ``own_namespace`` is where the Secrets live.
     """
 
     def __init__(
         self,
         *,
-        admin: Callable[[], Any],
+        admin: Callable[..., Awaitable[list[Any]]],
         kube: Callable[[], Kube],
         own_namespace: str,
         check_interval: float,
@@ -229,14 +230,10 @@ class NamespaceUsers:
         await self._everywhere("ACL SETUSER", user.name, *acl_rules(user))
 
     async def _everywhere(self, *command: str) -> list[Any]:
-        """Send an ACL command to every server: a Redis Cluster keeps ACLs per node and does not
-        spread them (a replica of a Sentinel-managed primary gets them from the next check after a
-        failover). The replies, one per node."""
-        client = self._admin()
-        if hasattr(client, "get_nodes"):  # redis-py's cluster client
-            replies = await client.execute_command(*command, target_nodes="all")
-            return list(replies.values()) if isinstance(replies, dict) else [replies]
-        return [await client.execute_command(*command)]
+        """An ACL command on every server (a replica of a Sentinel-managed primary gets the users
+        at the first check after a failover). The replies, one per server."""
+        result: list[Any] = await self._admin(*command)
+        return result
 
     async def remove(self, namespace: str) -> None:
         """Delete the namespace's user (Redis closes its connections) and its Secret."""

@@ -61,7 +61,9 @@ class Redises:
     def __init__(self, default: RedisSettings, *, ttl: float) -> None:
         self.settings = default
         self.default = Connection(
-            default.url, default.password.get_secret_value() if default.password else None
+            default.url,
+            default.password.get_secret_value() if default.password else None,
+            username=default.username,
         )
         self.ttl = ttl
         self._clients: dict[Connection, Any] = {}  # redis.asyncio.Redis, from RedisSettings.client()
@@ -93,6 +95,19 @@ class Redises:
         connection = connection or self.default
         async with _guard(connection):
             await self.client(connection).ping()
+
+    async def everywhere(self, *command: str) -> list[Any]:
+        """An admin command (``ACL SETUSER ...``) on every server of the operator's own Redis; the
+        replies, one per server. Redis keeps ACLs per server: a Redis Cluster does not spread them.
+
+        Redis errors are raised as they come (:data:`~floxide.redis.index.UNAVAILABLE`), so that
+        callers tell a refusal (:data:`~floxide.redis.index.REFUSED`) from an outage.
+        """
+        client = self.client()
+        if hasattr(client, "get_nodes"):  # redis-py's cluster client
+            replies = await client.execute_command(*command, target_nodes="all")
+            return list(replies.values()) if isinstance(replies, dict) else [replies]
+        return [await client.execute_command(*command)]
 
     async def locate(
         self, connection: Connection | None, *, namespace: str, run_id: str

@@ -43,7 +43,7 @@ def start(rt: Runtime) -> None:
     if not rt.settings.redis_acl:
         return
     rt.users = NamespaceUsers(
-        admin=lambda: rt.require_redis().client(),
+        admin=lambda *command: rt.require_redis().everywhere(*command),
         kube=rt.require_kube,
         own_namespace=rt.settings.own_namespace(),
         check_interval=rt.settings.redis_acl_check_interval,
@@ -74,7 +74,8 @@ async def workers_connection(rt: Runtime, namespace: str, *, now: float | None =
     secret = rt.operator_secret or {}
     url = secret.get("redis-url") or own.url
     if rt.users is None:
-        return Connection(url, secret.get("redis-password") or own.password)
+        password = secret.get("redis-password") or own.password
+        return Connection(url, password, username=secret.get("redis-username") or own.username)
     user = await rt.users.user(namespace, now=now)
     return Connection(_without_credentials(url), user.password, username=user.name)
 

@@ -32,6 +32,7 @@ from floxide_operator.redis_users import (
 )
 from floxide_operator.runtime import Runtime
 from floxide_operator.settings import OperatorSettings
+from floxide_operator.store import Redises
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
@@ -237,9 +238,17 @@ def stand_in() -> Iterator[SecretsStandIn]:
     yield SecretsStandIn()
 
 
-def _keeper(admin: Redis, kube: SecretsStandIn, *, grace: float = 600.0) -> NamespaceUsers:
+@pytest.fixture
+async def redises(admin: Redis, redis_server: RedisServer) -> AsyncIterator[Redises]:
+    """The operator's clients, as the operator makes them (its admin connection: the default user)."""
+    made = Redises(RedisSettings(url=redis_server.url), ttl=60)
+    yield made
+    await made.close()
+
+
+def _keeper(redises: Redises, kube: SecretsStandIn, *, grace: float = 600.0) -> NamespaceUsers:
     return NamespaceUsers(
-        admin=lambda: admin, kube=lambda: kube,  # type: ignore[arg-type,return-value]
+        admin=redises.everywhere, kube=lambda: kube,  # type: ignore[arg-type,return-value]
         own_namespace="floxide-system", check_interval=1.0, rotation_grace=grace,
     )  # fmt: skip
 
@@ -255,9 +264,9 @@ async def _logs_in(server: RedisServer, user: NamespaceUser, password: str) -> b
 
 
 async def test_the_password_survives_in_its_secret_and_the_user_comes_back_after_redis_lost_it(
-    admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
+    admin: Redis, redis_server: RedisServer, redises: Redises, stand_in: SecretsStandIn
 ) -> None:
-    users = _keeper(admin, stand_in)
+    users = _keeper(redises, stand_in)
     user = await users.user(OURS, now=0.0)
     stored = stand_in.secrets[("floxide-system", secret_name(OURS))]["data"]
     assert base64.b64decode(stored["username"]).decode() == username(OURS) == user.name
@@ -271,18 +280,18 @@ async def test_the_password_survives_in_its_secret_and_the_user_comes_back_after
     await users.user(OURS, now=1.0)
     assert await _logs_in(redis_server, user, user.password)
 
-    restarted = _keeper(admin, stand_in)  # the operator restarted: same password, from the Secret
+    restarted = _keeper(redises, stand_in)  # the operator restarted: same password, from the Secret
     assert await restarted.user(OURS, now=0.0) == user
 
 
 async def test_rotation_keeps_the_previous_password_for_the_grace_then_drops_it(
-    admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
+    admin: Redis, redis_server: RedisServer, redises: Redises, stand_in: SecretsStandIn
 ) -> None:
-    users = _keeper(admin, stand_in, grace=0.0)
+    users = _keeper(redises, stand_in, grace=0.0)
     users.secret_interval = 0.0
     first = await users.user(OURS, now=0.0)
     stand_in.annotate("floxide-system", secret_name(OURS), {ROTATE_ANNOTATION: "2026-12-03"})
-    slow = _keeper(admin, stand_in, grace=3600.0)
+    slow = _keeper(redises, stand_in, grace=3600.0)
     slow.secret_interval = 0.0
     rotated = await slow.user(OURS, now=10.0)
     assert rotated.password != first.password and rotated.previous == first.password
@@ -297,9 +306,9 @@ async def test_rotation_keeps_the_previous_password_for_the_grace_then_drops_it(
 
 
 async def test_deleting_the_secret_revokes_and_deleting_the_user_disconnects(
-    admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
+    admin: Redis, redis_server: RedisServer, redises: Redises, stand_in: SecretsStandIn
 ) -> None:
-    users = _keeper(admin, stand_in)
+    users = _keeper(redises, stand_in)
     users.secret_interval = 0.0
     user = await users.user(OURS, now=0.0)
     await stand_in.delete_secret("floxide-system", secret_name(OURS))
@@ -334,13 +343,13 @@ def test_the_rules_allow_nothing_beyond_the_namespace() -> None:
 
 
 async def test_the_sweep_deletes_only_users_of_namespaces_without_workflows(
-    admin: Redis, redis_server: RedisServer, stand_in: SecretsStandIn
+    admin: Redis, redis_server: RedisServer, redises: Redises, stand_in: SecretsStandIn
 ) -> None:
     """For namespaces whose last Workflow went while the operator was down; a namespaced operator
     sweeps only its own namespace."""
     for served_only in ("", THEIRS):
         rt = Runtime(settings=OperatorSettings(redis_acl=True, namespace=served_only))
-        rt.users = _keeper(admin, stand_in)
+        rt.users = _keeper(redises, stand_in)
         for namespace in (OURS, THEIRS, "gone-too"):
             await rt.users.user(namespace, now=0.0)
         rt.workflows = {(OURS, "merge")}
@@ -371,11 +380,8 @@ async def test_on_a_redis_cluster_every_node_gets_the_user(
 ) -> None:
     """ACLs are per node: the operator sets and deletes a namespace's user on every primary, and
     a worker's cluster client logs in wherever a key of its namespace lives."""
-    admin = RedisSettings(url=redis_cluster.url).client()
-    users = NamespaceUsers(
-        admin=lambda: admin, kube=lambda: stand_in,  # type: ignore[return-value]
-        own_namespace="floxide-system", check_interval=1.0, rotation_grace=600.0,
-    )  # fmt: skip
+    operator = Redises(RedisSettings(url=redis_cluster.url), ttl=60)
+    users = _keeper(operator, stand_in)
     try:
         user = await users.user(OURS, now=0.0)
         for node in redis_cluster.nodes:
@@ -398,7 +404,7 @@ async def test_on_a_redis_cluster_every_node_gets_the_user(
             with node.sync_client() as direct:
                 assert direct.acl_getuser(user.name) is None
     finally:
-        await admin.aclose()
+        await operator.close()
 
 
 async def test_a_redis_that_refuses_acls_is_named_with_the_way_out(
@@ -407,7 +413,7 @@ async def test_a_redis_that_refuses_acls_is_named_with_the_way_out(
     """As a managed Redis that keeps ACLs to itself (or one without them): the Workflow is told why,
     and what to turn off, instead of workers failing to log in."""
     await admin.execute_command("ACL SETUSER", "no-acl-admin", "on", ">pw", "~*", "&*", "+@all", "-acl")
-    limited = Redis(port=redis_server.port, username="no-acl-admin", password="pw", decode_responses=True)
+    limited = Redises(RedisSettings(url=redis_server.url, username="no-acl-admin", password="pw"), ttl=60)
     try:
         users = _keeper(limited, stand_in)
         with pytest.raises(RedisUserRefused) as refused:
@@ -417,4 +423,4 @@ async def test_a_redis_that_refuses_acls_is_named_with_the_way_out(
         assert "no permissions to run the 'acl|setuser' command" in message
         assert "redis.acl.namespaceUsers=false" in message
     finally:
-        await limited.aclose()
+        await limited.close()
