@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic_core import to_json
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
 
 from floxide.distributed.models import Claim, RunStatus
 from floxide.distributed.protocols import Commit, Handoff, StepInput
@@ -243,6 +243,9 @@ class GroupCommit:
                 return await connection.read_response()
             except NoScriptError:
                 pass  # the server lost its scripts (restarted): the client loads it again below
+            except ReadOnlyError:  # a primary turned replica (failover): the client finds the new one
+                self._connection = None
+                await self._drop(connection)
             except ResponseError:
                 raise  # the script failed: the connection is fine
             except asyncio.CancelledError:

@@ -12,7 +12,8 @@ Cases:
 * a step of a paused run in a group: its successors are parked, the others' queued;
 * a step cancelled before its group is sent takes no next item; one cancelled while the call
   runs has the item it was handed released at once (reclaimable, and not counted as a crash);
-* item states stay JSON whatever the names (cjson).
+* item states stay JSON whatever the names (cjson);
+* the group's own connection killed, or the script cache flushed: the commits still land, once.
 """
 
 from __future__ import annotations
@@ -245,3 +246,23 @@ async def test_a_step_cancelled_while_its_group_is_sent_hands_its_next_item_back
     orphan = handoffs[1].claim
     [taken] = await backend.queue.reclaim("other", min_idle=60, count=5)
     assert taken.delivery == orphan.delivery and not taken.reclaimed  # released, not a crash
+
+
+async def test_commits_survive_a_killed_connection_and_a_flushed_script_cache(redis: Redis) -> None:
+    """The group's own connection: killed under it, or the scripts gone (a restarted server),
+    the commit goes through the client instead, and the next one gets a new connection."""
+    backend = backend_for(redis)
+    run_id = await start_run(fanned, backend, 3)
+    [first] = await backend.queue.claim("w", count=1, block=0)
+    assert await process_claim(fanned, backend, first) == "committed"
+    claims = await backend.queue.claim("w", count=3, block=0)
+    assert backend._group._connection is not None  # the first commit opened it
+    await redis.execute_command("CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal", "USER", "default")
+    assert await backend.commit(claims[0], Commit(item=claims[0].item, arrivals=[("collect", 1)])) == "ok"
+    await redis.script_flush()
+    assert await backend.commit(claims[1], Commit(item=claims[1].item, arrivals=[("collect", 2)])) == "ok"
+    assert await backend.commit(claims[2], Commit(item=claims[2].item, arrivals=[("collect", 3)])) == "ok"
+    info = await backend.runs.get(run_id)
+    assert info is not None and info.items_done == 4  # the split and three branches, once each
+    [join] = await backend.queue.claim("w", count=1, block=0)
+    assert join.item.node == "collect" and join.item.payload == [1, 2, 3]
