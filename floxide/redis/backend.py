@@ -12,7 +12,11 @@ The claim protocol (see the scripts' headers for the exact contracts):
   ``max_deliveries`` times (a step that kills its worker) is dead-lettered.
 * ``commit.lua`` applies a step atomically: idempotency marker, context deltas, metrics,
   outputs, fan-out frames and joins, successors, run completion, acknowledgement. A
-  re-delivered item that is already committed is only acknowledged.
+  re-delivered item that is already committed is only acknowledged. The steps a worker
+  finishes together go in one call (:mod:`floxide.redis.commits`, the group commit).
+* A cancel with interrupt is appended to the workflow's control stream (``status.lua``);
+  workers read it with ``XREAD BLOCK`` (:meth:`RedisBackend.interrupts`) and stop the run's
+  running steps at once.
 * The fence: a step whose run is gone (deleted, or expired) or Cancelled writes nothing when
   it ends (commit, retry, failure, parking, context seeding): its entry is only acknowledged
   and the script returns ``gone`` or ``cancelled`` (:data:`~floxide.distributed.protocols.FENCED`).
@@ -21,7 +25,10 @@ The claim protocol (see the scripts' headers for the exact contracts):
 * The stream is trimmed (``XTRIM MINID``) only below the oldest entry not yet acknowledged.
 
 Round trips per step: the claim (``XREADGROUP``, shared by up to ``count`` items), one
-pipeline reading the run's status and context, and the commit script.
+pipeline reading the run's status and context, and the commit script, shared by the steps
+committed together; the commit also claims the worker's next items (the hand-off), and for
+a workflow without a context tells their run's status, so a step usually costs one round
+trip or a share of one.
 """
 
 from __future__ import annotations
