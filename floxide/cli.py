@@ -66,7 +66,6 @@ app = typer.Typer(
 # module whose optional dependencies are not installed (an extra) is skipped.
 
 EXTENSIONS: tuple[str, ...] = (
-    "floxide.cli_schedule",
     "floxide.cli_distributed",
     "floxide.cli_ui",
     "floxide.cli_graph",
@@ -74,6 +73,7 @@ EXTENSIONS: tuple[str, ...] = (
     "floxide.cli_logs",
     "floxide.cli_runlimit",
     "floxide.cli_limits",
+    "floxide.cli_schedule",
     "floxide_worker.cli",
     "floxide_operator.cli",
 )

@@ -70,13 +70,13 @@ class Runtime:
     deployments: dict[Key, DeploymentView] = field(default_factory=dict)
     connections: dict[Key, Connection] = field(default_factory=dict)
     """Workflow -> its own Redis (``spec.redis``); absent: the operator's."""
+    users: NamespaceUsers | None = None
+    """The namespaces' Redis users (:mod:`.tenancy`), when the operator gives each one its own."""
+    users_sweep: asyncio.Task[None] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """The time schedules are planned at (tests move it)."""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When this operator began watching: schedules' fire times before it were missed."""
-    users: NamespaceUsers | None = None
-    """The namespaces' Redis users (:mod:`.tenancy`), when the operator gives each one its own."""
-    users_sweep: asyncio.Task[None] | None = None
 
     def runs_of(self, namespace: str, workflow: str) -> list[RunSeen]:
         """The runs of one Workflow."""

@@ -103,9 +103,9 @@ class InMemoryBackend:
         self.errors = _Errors(self)
         self.liveness = _Liveness(self)
         self.items = _Items(self)
-
         self.limits = MemoryLimiter(self)
         self._idempotency: dict[str, str] = {}
+
     # -- queue internals ----------------------------------------------------------------------
 
     def _enqueue(self, item: WorkItem) -> None:

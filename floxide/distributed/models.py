@@ -199,10 +199,10 @@ class Claim(BaseModel):
 
 
 _MOVES: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED}),
     RunStatus.PENDING: frozenset(
         {RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPLETED}
     ),
-    RunStatus.QUEUED: frozenset({RunStatus.PENDING, RunStatus.FAILED, RunStatus.CANCELLED}),
     RunStatus.RUNNING: frozenset(
         {RunStatus.PAUSED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
     ),

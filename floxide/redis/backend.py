@@ -51,9 +51,9 @@ from floxide.redis.clients import Client, for_cluster
 from floxide.redis.commits import GroupCommit
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
+from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.limits import RedisLimiter
 from floxide.redis.priority import Classes, by_class
-from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.queue import StreamQueue, stream_id
 from floxide.redis.replicas import WaitingScript
 from floxide.redis.runqueue import RunQueue
