@@ -37,6 +37,7 @@ import typer
 from floxide import cli as local
 from floxide import cli_output as output
 from floxide.cli import CliError
+from floxide.cli_options import JsonOpt, NamespaceOpt, RedisOpt, RunArg, Verbose, WorkflowOpt
 from floxide.cli_progress import follow_run
 from floxide.cli_session import (
     Session,
@@ -77,34 +78,6 @@ __all__ = [
 
 # -- commands ---------------------------------------------------------------------------------
 
-RunArg = Annotated[str, typer.Argument(help="The run's id.")]
-RedisOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--redis",
-        help="Redis URL; rediss:// for TLS, redis+cluster://node,node for a Redis Cluster, "
-        "redis+sentinel://sentinel,sentinel/mymaster/0 for Sentinel. (env FLOXIDE_REDIS_URL; default "
-        "redis://localhost:6379/0)",
-        show_default=False,
-    ),
-]
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--namespace",
-        "-n",
-        help="Key namespace. (env FLOXIDE_NAMESPACE; default default)",
-        show_default=False,
-    ),
-]
-WorkflowOpt = Annotated[
-    str | None,
-    typer.Option("--workflow", "-w", help="The run's workflow (default: looked up from the run id)."),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print JSON (the default when stdout is not a terminal).")
-]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")]
 
 
 def submit(

@@ -15,12 +15,13 @@ often its items were throttled.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from floxide import cli_output as output
+from floxide import cli_views as views
+from floxide.cli_options import JsonOpt, NamespaceOpt, OutputOpt, RedisOpt, Verbose, WorkflowArg
 from floxide.cli_session import connect, run_command, settings_or_exit
 from floxide.distributed.models import RunInfo
 
@@ -41,17 +42,12 @@ async def flow_details(backend: RedisBackend, info: RunInfo) -> dict[str, Any]:
 
 
 def limits(
-    workflow: Annotated[str, typer.Argument(help="The workflow's name, as its workers serve it.")],
-    redis: Annotated[
-        str | None,
-        typer.Option("--redis", help="Redis URL. (env FLOXIDE_REDIS_URL)", show_default=False),
-    ] = None,
-    namespace: Annotated[
-        str | None,
-        typer.Option("--namespace", "-n", help="Key namespace. (env FLOXIDE_NAMESPACE)", show_default=False),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")] = False,
+    workflow: WorkflowArg,
+    output: OutputOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
 ) -> None:
     """Show a workflow's node limits: slots in use, items waiting (throttled), totals so far."""
     settings, ns = settings_or_exit(redis, namespace, verbose)
@@ -87,7 +83,7 @@ def limits(
             )
         return table
 
-    output.emit(data, as_json=as_json, render=render)
+    views.show(data, views.pick_format(output, as_json=as_json), lambda wide: render())
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from floxide.cli_distributed import NamespaceOpt, RedisOpt, RunArg, Verbose, WorkflowOpt
+from floxide.cli_options import NamespaceOpt, RedisOpt, RunArg, Verbose, WorkflowOpt
 from floxide.cli_session import connect, run_command, settings_or_exit
 from floxide.cli_views import OutputFormat, short_id
 from floxide.distributed.protocols import RunInfoStore

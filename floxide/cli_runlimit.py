@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from floxide import cli_output as output
+from floxide import cli_views as views
 from floxide.cli import CliError
+from floxide.cli_options import JsonOpt, NamespaceOpt, OutputOpt, RedisOpt, Verbose, WorkflowArg
 from floxide.cli_session import connect, fail_command, run_command, settings_or_exit
 from floxide.distributed.models import RunInfo, RunStatus
 
@@ -41,22 +42,17 @@ async def run_queue_details(backend: RedisBackend, info: RunInfo) -> dict[str, A
 
 
 def run_limit(
-    workflow: Annotated[str, typer.Argument(help="The workflow's name, as its workers serve it.")],
+    workflow: WorkflowArg,
     max_active_runs: Annotated[
         int | None,
         typer.Argument(min=1, help="At most this many active runs (default: show the current limit)."),
     ] = None,
     unlimited: Annotated[bool, typer.Option("--unlimited", help="Remove the limit.")] = False,
-    redis: Annotated[
-        str | None,
-        typer.Option("--redis", help="Redis URL. (env FLOXIDE_REDIS_URL)", show_default=False),
-    ] = None,
-    namespace: Annotated[
-        str | None,
-        typer.Option("--namespace", "-n", help="Key namespace. (env FLOXIDE_NAMESPACE)", show_default=False),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")] = False,
+    output: OutputOpt = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
 ) -> None:
     """Limit how many runs of a workflow are active at once; further runs wait Queued, in order."""
     if unlimited and max_active_runs is not None:
@@ -77,7 +73,7 @@ def run_limit(
         shown = "unlimited" if limit is None else f"at most {limit}"
         return f"{workflow}: {shown} active runs; {data['active_runs']} active, {data['queued_runs']} queued"
 
-    output.emit(data, as_json=as_json, render=render)
+    views.show(data, views.pick_format(output, as_json=as_json), lambda wide: render())
 
 
 def register(app: typer.Typer) -> None:

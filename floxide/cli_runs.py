@@ -30,8 +30,19 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from floxide import cli_views as views
-from floxide.cli_distributed import JsonOpt, NamespaceOpt, RedisOpt, RunArg, Verbose, WorkflowOpt
 from floxide.cli_limits import flow_details
+from floxide.cli_options import (
+    IntervalOpt,
+    JsonOpt,
+    NamespaceOpt,
+    OutputOpt,
+    RedisOpt,
+    RunArg,
+    Verbose,
+    WatchOpt,
+    WideOpt,
+    WorkflowOpt,
+)
 from floxide.cli_runlimit import run_queue_details
 from floxide.cli_session import connect, run_command, settings_or_exit
 from floxide.cli_views import OutputFormat
@@ -43,28 +54,6 @@ if TYPE_CHECKING:
     from floxide.redis import RedisBackend
 
 __all__ = ["errors", "register", "runs", "status", "workers"]
-
-OutputOpt = Annotated[
-    OutputFormat | None,
-    typer.Option(
-        "--output",
-        "-o",
-        case_sensitive=False,
-        help="table (fits the terminal), wide (full ids) or json. Default: table on a terminal, else json.",
-        show_default=False,
-    ),
-]
-WideOpt = Annotated[bool, typer.Option("--wide", help="Show ids in full (as -o wide).")]
-WatchOpt = Annotated[bool, typer.Option("--watch", "-W", help="Keep the view up to date, live.")]
-IntervalOpt = Annotated[
-    float, typer.Option("--interval", min=0.1, help="With --watch: seconds between two looks.")
-]
-
-
-def _format(output: OutputFormat | None, *, as_json: bool, wide: bool) -> OutputFormat:
-    fmt = views.pick_format(output, as_json=as_json)
-    return OutputFormat.WIDE if wide and fmt is OutputFormat.TABLE else fmt
-
 
 async def _watch(
     fmt: OutputFormat,
@@ -138,7 +127,7 @@ def status(
 ) -> None:
     """Show a run: status, progress and ETA, times, output or error, every node in graph order."""
     settings, ns = settings_or_exit(redis, namespace, verbose)
-    fmt = _format(output, as_json=as_json, wide=wide)
+    fmt = views.pick_format(output, as_json=as_json, wide=wide)
 
     async def go() -> str | None:
         async with connect(settings, ns) as session:
@@ -182,7 +171,7 @@ def runs(
 ) -> None:
     """List runs of the namespace, newest first (--watch: live, until Ctrl-C)."""
     settings, ns = settings_or_exit(redis, namespace, verbose)
-    fmt = _format(output, as_json=as_json, wide=wide)
+    fmt = views.pick_format(output, as_json=as_json, wide=wide)
 
     async def go() -> None:
         async with connect(settings, ns) as session:
@@ -221,7 +210,7 @@ def errors(
             return [e.model_dump(mode="json") for e in await backend.errors.list(run)]
 
     records = run_command(go(), verbose=verbose)
-    fmt = _format(output, as_json=as_json, wide=wide)
+    fmt = views.pick_format(output, as_json=as_json, wide=wide)
     views.show(records, fmt, lambda w: views.errors_table(records, w, run=run))
 
 
@@ -247,7 +236,7 @@ def workers(
             return found
 
     found = run_command(go(), verbose=verbose)
-    fmt = _format(output, as_json=as_json, wide=wide)
+    fmt = views.pick_format(output, as_json=as_json, wide=wide)
     views.show(found, fmt, lambda w: views.workers_table(found, w))
 
 

@@ -43,8 +43,10 @@ from pydantic.alias_generators import to_camel
 from rich.console import RenderableType
 from rich.table import Table
 
-from floxide import cli_output as output
+from floxide import cli_views as views
 from floxide.cli import CliError, load_workflow
+from floxide.cli_options import JsonOpt, NamespaceOpt, OutputOpt, RedisOpt, Verbose
+from floxide.cli_output import ago
 from floxide.cli_session import connect, fail_command, run_command, settings_or_exit
 from floxide.schedule import SchedulePolicy
 
@@ -140,13 +142,8 @@ def schedule(
     interval: Annotated[
         float, typer.Option("--interval", min=0.05, help="Seconds between two looks at the schedules.")
     ] = 1.0,
-    redis: Annotated[
-        str | None, typer.Option("--redis", help="Redis URL. (env FLOXIDE_REDIS_URL)", show_default=False)
-    ] = None,
-    namespace: Annotated[
-        str | None,
-        typer.Option("--namespace", "-n", help="Key namespace. (env FLOXIDE_NAMESPACE)", show_default=False),
-    ] = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -156,8 +153,9 @@ def schedule(
             help="Serve Prometheus metrics on this port (0: any free port).",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="With --status: print JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")] = False,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Verbose = False,
 ) -> None:
     """Submit runs on cron schedules (with concurrency, deadline and catch-up policies) until stopped."""
     try:
@@ -212,7 +210,7 @@ def schedule(
                 r.workflow,
                 r.schedule,
                 str(r.suspended).lower(),
-                f"{output.ago(r.last)} ago" if r.last else "-",
+                f"{ago(r.last)} ago" if r.last else "-",
                 f"{r.next:%Y-%m-%d %H:%M:%S}" if r.next else "-",
                 str(len(r.active)),
                 str(r.started),
@@ -220,7 +218,8 @@ def schedule(
             )
         return table
 
-    output.emit([r.as_dict() for r in reports], as_json=as_json, render=render)
+    fmt = views.pick_format(output, as_json=as_json)
+    views.show([r.as_dict() for r in reports], fmt, lambda wide: render())
 
 
 class ScheduleMetrics:

@@ -14,7 +14,6 @@ counts (what ``floxide status`` prints, and redraws with ``--watch``).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,14 +21,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic_core import to_jsonable_python
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from floxide.cli_output import ago, duration, run_row, span
+from floxide.cli_output import ago, duration, json_text, run_row, span
 from floxide.cli_progress import eta_text
 from floxide.distributed.models import RunInfo
 from floxide.run_view import NodeState, RunView
@@ -69,23 +67,20 @@ class OutputFormat(StrEnum):
     JSON = "json"
 
 
-def pick_format(chosen: OutputFormat | None, *, as_json: bool = False) -> OutputFormat:
-    """``-o`` if given (``--json`` wins), else a table on a terminal and JSON elsewhere."""
+def pick_format(chosen: OutputFormat | None, *, as_json: bool = False, wide: bool = False) -> OutputFormat:
+    """``-o`` if given (``--json`` wins, ``--wide`` widens a table), else a table on a terminal and
+    JSON elsewhere."""
     if as_json:
         return OutputFormat.JSON
-    if chosen is not None:
-        return chosen
-    return OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSON
-
-
-def json_line(value: Any) -> str:
-    return json.dumps(to_jsonable_python(value, fallback=repr), ensure_ascii=False)
+    if chosen is None:
+        chosen = OutputFormat.TABLE if sys.stdout.isatty() else OutputFormat.JSON
+    return OutputFormat.WIDE if wide and chosen is OutputFormat.TABLE else chosen
 
 
 def show(data: Any, fmt: OutputFormat, render: Callable[[bool], RenderableType | str]) -> None:
     """Print ``data`` as one JSON line, or ``render(wide)`` with rich."""
     if fmt is OutputFormat.JSON:
-        sys.stdout.write(json_line(data) + "\n")
+        sys.stdout.write(json_text(data) + "\n")
         sys.stdout.flush()
         return
     Console(highlight=False).print(render(fmt is OutputFormat.WIDE))
@@ -178,7 +173,7 @@ def status_view(
     for key, value in (extra or {}).items():
         lines.append(f"{key + ':':<10}{value}")
     if view.has_output:
-        lines.append(f"{'output:':<10}{json_line(view.output)}")
+        lines.append(f"{'output:':<10}{json_text(view.output)}")
     if view.error:
         lines.append(f"{'error:':<10}{view.error}")
     return Group(title, progress, Text("\n".join(lines)), Text(""), nodes_table(view, wide, width=width))

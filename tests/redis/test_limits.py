@@ -186,7 +186,7 @@ async def test_the_cli_shows_limits_priority_and_throttled_items(
     run_id = submitted.stderr.split("submitted run ")[1].split()[0]
     status = json.loads(floxide("status", run_id, "--json", url=redis_server.url).stdout)
     assert status["priority"] == "high" and status["throttled"] > 0 and status["status"] == "Completed"
-    shown = json.loads(floxide("limits", "limited", "--json", url=redis_server.url).stdout)
+    shown = json.loads(floxide("limits", "limited", "-o", "json", url=redis_server.url).stdout)
     [call] = shown["limits"]
     expected = {"ident": "call", "kind": "concurrency", "limit": "3", "in_use": 0, "granted": 12}
     assert {k: call[k] for k in expected} == expected

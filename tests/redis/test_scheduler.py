@@ -218,7 +218,7 @@ def test_the_command_submits_on_a_schedule_until_stopped(
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert all(run_id.startswith("every-second-") for run_id in completed)
-    shown = floxide("schedule", str(definitions), "--status", "--json", env=env)
+    shown = floxide("schedule", str(definitions), "--status", "-o", "json", env=env)
     assert shown.returncode == 0, shown.stderr
     [state] = json.loads(shown.stdout)
     assert state["name"] == "every-second" and state["started"] >= 3

@@ -32,8 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from floxide import Workflow
+from floxide import Workflow, cli
 from floxide.cli import CliError, ProgressReporter, load_workflow, main, read_input
 from floxide.runner import Progress
 
@@ -359,3 +360,17 @@ async def test_progress_follows_a_run() -> None:
     await workflow.execute(Countdown(steps=4, delay=0), on_progress=reporter.update)
     assert reporter.progress == Progress(4, 0, 0)
     assert json.loads(json.dumps(reporter.line().split(":")[0])) == "countdown"
+
+
+LISTINGS = ("status", "runs", "errors", "workers", "logs", "limits", "run-limit", "schedule")
+"""Every command that lists what it read."""
+
+
+@pytest.mark.parametrize("name", LISTINGS)
+def test_every_listing_command_takes_output_json(name: str) -> None:
+    cli.load_extensions()
+    args = {"status": ["RUN"], "errors": ["RUN"], "logs": ["RUN"], "limits": ["W"], "run-limit": ["W"]}
+    args["schedule"] = ["schedules.yaml", "--status"]
+    refused = CliRunner().invoke(cli.app, [name, *args.get(name, []), "-o", "xml"])
+    assert refused.exit_code == 2
+    assert "'table', 'wide', 'json'" in refused.output  # the choices, named by the usage error
