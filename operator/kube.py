@@ -241,12 +241,14 @@ class Kube:
         self, *, group: str, version: str, plural: str, namespace: str, name: str, annotations: dict[str, str]
     ) -> None:
         """Merge ``annotations`` into a custom resource's metadata."""
-        await self._call(
-            f"annotating {plural}/{name} in {namespace}",
-            self._custom.patch_namespaced_custom_object,
-            group, version, namespace, plural, name, {"metadata": {"annotations": annotations}},
-            _content_type="application/merge-patch+json",
-        )  # fmt: skip
+        await self.patch_custom(
+            group=group,
+            version=version,
+            plural=plural,
+            namespace=namespace,
+            name=name,
+            patch={"metadata": {"annotations": annotations}},
+        )
 
     async def create_custom(
         self, *, group: str, version: str, plural: str, namespace: str, body: dict[str, Any]

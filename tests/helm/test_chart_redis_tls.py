@@ -29,7 +29,7 @@ import pytest
 
 from tests.helm.helmchart import NAMESPACE, VALUE_SETS, HelmError, render_chart
 from tests.redis.conftest import free_port, require_redis_server
-from tests.redis.test_settings import self_signed_certificate
+from tests.redis.tls import self_signed_certificate
 
 VALUES = VALUE_SETS["redis-tls"]
 CERT_MANAGER = {

@@ -13,7 +13,6 @@ Cases:
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,30 +32,13 @@ from tests.operator.kopfharness import (
     workflow_manifest,
 )
 from tests.redis.conftest import RedisServer
-from tests.redis.test_settings import self_signed_certificate
-
-IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+from tests.redis.tls import tls_redis_server
 
 
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
-    directory = tmp_path / "redis-tls"
-    directory.mkdir()
-    cert, key = self_signed_certificate(directory)
-    server = RedisServer(directory, client_options={"ssl": True, "ssl_ca_certs": str(cert)})
-    server.args = [
-        "--save", "", "--appendonly", "no", "--port", "0", "--tls-port", str(server.port),
-        "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
-        "--tls-auth-clients", "no",
-    ]  # fmt: skip
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if not IN_CI and "tls" in str(exc).lower():
-            pytest.skip(f"this redis-server does not support TLS: {str(exc)[-200:]}")
-        raise
-    yield server, cert
-    server.stop()
+    with tls_redis_server(tmp_path) as started:
+        yield started
 
 
 @pytest.fixture

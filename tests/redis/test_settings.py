@@ -19,10 +19,8 @@ Cases:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ from floxide.distributed import DistributedOrchestrator
 from floxide.redis import RedisBackend, RedisSettings
 from tests.distributed import flows
 from tests.redis.conftest import RedisServer, Workers
+from tests.redis.tls import tls_redis_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,62 +169,10 @@ async def test_a_client_outlives_a_server_restart(aof_redis: RedisServer) -> Non
 # -- a real TLS server ---------------------------------------------------------------------------------
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1/localhost, signing itself (so it is its own CA), and its key."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "floxide test")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_file = directory / "server.crt", directory / "server.key"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert, key_file
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
-    directory = tmp_path / "redis-tls"
-    directory.mkdir()
-    cert, key = self_signed_certificate(directory)
-    server = RedisServer(directory, client_options={"ssl": True, "ssl_ca_certs": str(cert)})
-    server.args = [
-        "--save", "", "--appendonly", "no", "--port", "0", "--tls-port", str(server.port),
-        "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
-        "--tls-auth-clients", "no",
-    ]  # fmt: skip
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if "TLS" in str(exc) or "tls" in str(exc):
-            pytest.skip(f"this redis-server does not support TLS: {str(exc)[-200:]}")
-        raise
-    yield server, cert
-    server.stop()
+    with tls_redis_server(tmp_path) as started:
+        yield started
 
 
 async def test_rediss_urls_against_a_tls_server(tls_server: tuple[RedisServer, Path]) -> None:
