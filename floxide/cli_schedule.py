@@ -22,6 +22,7 @@ the workflow given as a TARGET instead of a resource name::
           input: {steps: 5}
           activeDeadlineSeconds: 3600
           ttlSecondsAfterFinished: 86400
+          priority: low                  # high | normal | low (default normal)
 
 The state of each schedule lives in Redis (:mod:`floxide.redis.scheduler`): a restarted
 scheduler applies the catch-up policy to the fire times it missed, and never starts a fire
@@ -48,6 +49,7 @@ from floxide.cli import CliError, load_workflow
 from floxide.cli_options import JsonOpt, NamespaceOpt, OutputOpt, RedisOpt, Verbose
 from floxide.cli_output import ago
 from floxide.cli_session import connect, fail_command, run_command, settings_or_exit
+from floxide.distributed.priority import Priority
 from floxide.schedule import SchedulePolicy
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class RunTemplate(BaseModel):
     ttl_seconds_after_finished: float | None = Field(
         None, ge=1, description="How long a finished run's data is kept (seconds; default: the retention)."
     )
+    priority: Priority = Field("normal", description="Each run's priority: high, normal or low.")
 
 
 class ScheduleDefinition(SchedulePolicy):
@@ -131,6 +134,7 @@ def load_schedules(path: Path) -> list[Scheduled]:
                 serve_as=template.serve_as,
                 deadline_seconds=template.active_deadline_seconds,
                 ttl_seconds=template.ttl_seconds_after_finished,
+                priority=template.priority,
             )
         )
     return found

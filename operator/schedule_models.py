@@ -8,6 +8,7 @@ of ``floxide schedule`` (:class:`floxide.schedule.SchedulePolicy`), so one page 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -58,6 +59,11 @@ class ScheduleRunTemplate(KubeModel):
     )
     ttl_seconds_after_finished: int | None = Field(
         None, ge=0, description="Deletes a run this long after it finished (seconds)."
+    )
+    priority: Literal["high", "normal", "low"] = Field(
+        "normal",
+        description="Each run's priority: workers take a higher class's work items first; "
+        "low still gets about one claim in ten.",
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from floxide.distributed.models import RunStatus, utcnow
 from floxide.distributed.orchestrator import DistributedOrchestrator
+from floxide.distributed.priority import Priority
 from floxide.errors import AlreadyCompleted, NotStarted
 from floxide.redis.backend import RedisBackend
 from floxide.redis.clients import Client
@@ -49,6 +50,7 @@ class Scheduled:
     serve_as: str | None = None
     deadline_seconds: float | None = None
     ttl_seconds: float | None = None
+    priority: Priority = "normal"
 
 
 @dataclass
@@ -176,7 +178,10 @@ class Scheduler:
         for moment in decided.start:
             run_id = run_name(scheduled.name, moment, limit=200)
             await orchestrator.start_run(
-                scheduled.input, run_id=run_id, deadline_seconds=scheduled.deadline_seconds
+                scheduled.input,
+                run_id=run_id,
+                deadline_seconds=scheduled.deadline_seconds,
+                priority=scheduled.priority,
             )
             started.append(run_id)
             log.info("schedule %s: started run %s for %s", scheduled.name, run_id, moment.isoformat())

@@ -649,7 +649,7 @@ def test_a_schedule_with_every_field_is_accepted_and_bad_ones_name_the_field() -
         successfulRunsHistoryLimit=0,
         failedRunsHistoryLimit=2,
         runTemplate={"workflow": "examples", "input": {"a": [1]}, "activeDeadlineSeconds": 60,
-                     "ttlSecondsAfterFinished": 0},
+                     "ttlSecondsAfterFinished": 0, "priority": "low"},
     )  # fmt: skip
     assert refusals(full) == []
     assert set(full["spec"]) == {f.alias for f in schedule_models.WorkflowScheduleSpec.model_fields.values()}
@@ -659,6 +659,9 @@ def test_a_schedule_with_every_field_is_accepted_and_bad_ones_name_the_field() -
     ]
     assert refusals(schedule(catchUp={"policy": "Latest", "maxRuns": 0})) == [
         "spec.catchUp.maxRuns: 0 is less than the minimum of 1"
+    ]
+    assert refusals(schedule(runTemplate={"workflow": "examples", "priority": "urgent"})) == [
+        "spec.runTemplate.priority: 'urgent' is not one of ['high', 'normal', 'low']"
     ]
     [refused] = refusals(schedule(schedule="hourly"))
     assert refused.startswith("spec.schedule: 'hourly' does not match")

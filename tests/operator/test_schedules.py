@@ -86,7 +86,10 @@ async def test_catch_up_after_the_operator_was_down(cluster: Cluster, clock: Clo
     policies = {"none": "None", "latest": "Latest", "all": "All"}
     async with operator(cluster):
         for name, policy in policies.items():
-            await api.create(SCHEDULES, schedule(name, catchUp={"policy": policy, "maxRuns": 2}))
+            template = {"workflow": "absent", "input": 1, **({"priority": "high"} if name == "all" else {})}
+            await api.create(
+                SCHEDULES, schedule(name, catchUp={"policy": policy, "maxRuns": 2}, runTemplate=template)
+            )
         for name in policies:
             await eventually(
                 lambda n=name: api.status(SCHEDULES, n).get("nextScheduleTime"), what="next time"
@@ -105,7 +108,9 @@ async def test_catch_up_after_the_operator_was_down(cluster: Cluster, clock: Clo
         [owner] = created["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["controller"]) == ("WorkflowSchedule", "all", True)
         assert owner["uid"] == api.get(SCHEDULES, "all")["metadata"]["uid"]  # type: ignore[index]
-        assert created["spec"] == {"workflow": "absent", "input": 1}
+        assert created["spec"] == {"workflow": "absent", "input": 1, "priority": "high"}
+        latest = api.get(RUNS, at(base, "latest", 5)) or {}
+        assert latest["spec"] == {"workflow": "absent", "input": 1, "priority": "normal"}
         status = await eventually(lambda: api.status(SCHEDULES, "all").get("activeRuns") == 2 and
                                   api.status(SCHEDULES, "all"), what="the status")  # fmt: skip
         assert status["lastScheduleTime"] == iso(base + timedelta(minutes=5))

@@ -194,6 +194,7 @@ def test_the_command_submits_on_a_schedule_until_stopped(
         "    concurrencyPolicy: Forbid\n"
         "    runTemplate:\n"
         f"      target: {TARGET}\n"
+        "      priority: high\n"
         "      input: {seconds: 0, label: tick}\n",
         encoding="utf-8",
     )
@@ -218,6 +219,8 @@ def test_the_command_submits_on_a_schedule_until_stopped(
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert all(run_id.startswith("every-second-") for run_id in completed)
+    status = json.loads(floxide("status", completed[0], "-o", "json", env=env).stdout)
+    assert status["priority"] == "high"  # the runTemplate's
     shown = floxide("schedule", str(definitions), "--status", "-o", "json", env=env)
     assert shown.returncode == 0, shown.stderr
     [state] = json.loads(shown.stdout)
