@@ -43,6 +43,7 @@ from floxide.checkpoint import FileCheckpointStore
 from floxide.cli_progress import ProgressReporter
 from floxide.errors import AlreadyCompleted, CheckpointError, FloxideError, GraphError, InputError, NotStarted
 from floxide.graph import edge_list
+from floxide.steplog import show_step_logs
 from floxide.typecheck import describe
 from floxide.workflow import Workflow
 
@@ -397,7 +398,7 @@ def run(
     hint = ""
     if checkpoint is not None:
         hint = f"resume with: floxide resume {target} --checkpoint {checkpoint} --run-id {run_id}"
-    with reporter, contextlib.redirect_stdout(sys.stderr):
+    with reporter, contextlib.redirect_stdout(sys.stderr), show_step_logs():
         outputs = _run_async(go(), verbose=verbose, hint=hint)
     _print_json(outputs if all_outputs else outputs[0])
 
@@ -431,7 +432,7 @@ def resume(
                 raise
             return workflow.load_output(saved.outputs[0].node, saved.outputs[0].value)
 
-    with reporter, contextlib.redirect_stdout(sys.stderr):
+    with reporter, contextlib.redirect_stdout(sys.stderr), show_step_logs():
         output = _run_async(go(), verbose=verbose)
     _print_json(output)
 

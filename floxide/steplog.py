@@ -57,6 +57,7 @@ __all__ = [
     "collect_step_logs",
     "enter_step",
     "leave_step",
+    "show_step_logs",
     "sink",
 ]
 
@@ -201,6 +202,30 @@ def _traceback(exc_info: Any) -> str:
     if exc_info is True:
         return traceback.format_exc().rstrip()
     return "".join(traceback.format_exception(*exc_info)).rstrip()
+
+
+@contextlib.contextmanager
+def show_step_logs() -> Iterator[None]:
+    """Print what steps log through ``ctx.log`` (INFO and above) on stderr: ``node[item]: message``.
+
+    For ``floxide run``: only when the program has not set up logging itself (the root logger
+    has no handler); otherwise its handlers show the records as it chose.
+    """
+    if logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)  # sys.stderr now: a live progress view's, if any
+    handler.setFormatter(logging.Formatter("%(node)s[%(item)s]: %(message)s"))
+    logger = logging.getLogger("floxide.steps")
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # -- local runs: in memory --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -122,6 +123,27 @@ def test_run_prints_json() -> None:
         "run", "examples.orders:workflow", "--input", '{"order_id": "A", "item": "Laptop", "quantity": 1}'
     )
     assert (proc.returncode, proc.stdout) == (0, '"CustomerNotified"\n')
+
+
+def test_step_logs_show_on_stderr(tmp_path: Path) -> None:
+    """What nodes log through ctx.log (INFO and above) is a line on stderr: ``node[item]: message``."""
+    source = """
+        from typing import Any
+        from floxide import Workflow, WorkflowCtx, node
+
+        @node
+        async def greet(ctx: WorkflowCtx[Any], name: str) -> str:
+            ctx.log.debug("not shown")
+            ctx.log.info("greeting %s", name)
+            ctx.log.warning("careful")
+            return f"hello {name}"
+
+        workflow = Workflow("greeter", start=greet)
+    """
+    path = write(tmp_path, "greeter.py", source)
+    proc = floxide("run", f"{path}:workflow", "--input", '"ada"')
+    assert (proc.returncode, proc.stdout) == (0, '"hello ada"\n'), proc.stderr
+    assert re.findall(r"^greet\[\S+\]: (.*)$", proc.stderr, re.MULTILINE) == ["greeting ada", "careful"]
 
 
 def test_node_prints_stay_off_stdout() -> None:
