@@ -35,7 +35,7 @@ ENV PATH=/opt/floxide/bin:$PATH
 WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when the lock changes. The lock is
-# complete (pip-compile resolved it for floxide[operator,ui]), so --no-deps installs exactly it.
+# complete (pip-compile resolved it for floxide[operator,ui,otel]), so --no-deps installs exactly it.
 COPY requirements/image.txt ./requirements/image.txt
 RUN pip install --require-hashes --no-deps -r requirements/image.txt
 

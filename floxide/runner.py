@@ -26,9 +26,11 @@ from floxide.frames import Arrival, FrameTable, Scope
 from floxide.limits import LocalLimits
 from floxide.merge import apply
 from floxide.step import Outcome, execute, node_failed
+from floxide.tracing import tracing
 from floxide.workitem import WorkItem
 
 if TYPE_CHECKING:
+    from floxide.otel import Tracing
     from floxide.workflow import Workflow
 
 __all__ = ["Progress", "RunResult", "Runner"]
@@ -85,6 +87,7 @@ class Runner:
     ended: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     next_id: int = 0
+    tracing: Tracing | None = None
 
     @classmethod
     def start(
@@ -117,8 +120,16 @@ class Runner:
 
         A node over its own time limit fails the run with ``NodeTimeout`` (both a ``NodeFailed``
         and a ``Timeout``). Whatever the end, ``self.context`` is the context as of the last
-        committed step (the workflow hands it to the caller's ``ctx``).
+        committed step (the workflow hands it to the caller's ``ctx``). With tracing on
+        (:mod:`floxide.tracing`), the run has a span, and each step one beneath it.
         """
+        self.tracing = tracing()
+        if self.tracing is None:
+            return await self._run()
+        with self.tracing.run(self.workflow.name, self.run_id):
+            return await self._run()
+
+    async def _run(self) -> RunResult:
         loop_task = asyncio.ensure_future(self._guarded())
 
         def stop_loop() -> None:
@@ -194,8 +205,12 @@ class Runner:
         if spec.limits:  # concurrency and rate limits: wait for a slot and a token
             graph = self.workflow.graph
             step = lambda: execute(graph, spec, step_ctx, item.value)  # noqa: E731
-            return LocalLimits.of(self.workflow).run(item.node, spec.limits, item.value, step)
-        return execute(self.workflow.graph, spec, step_ctx, item.value)
+            running = LocalLimits.of(self.workflow).run(item.node, spec.limits, item.value, step)
+        else:
+            running = execute(self.workflow.graph, spec, step_ctx, item.value)
+        if self.tracing is None:
+            return running
+        return self.tracing.local_step(running, self.run_id, item.node, item.item_id, item.attempt)
 
     def _commit(self, item: _Item, outcome: Outcome) -> None:
         """Apply a step's outcome to the run's state (the caller saves the checkpoint)."""

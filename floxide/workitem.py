@@ -14,7 +14,9 @@ class WorkItem(BaseModel):
 
     ``item_id`` is unique within the run and stable across retries and re-deliveries, so
     nodes can key idempotent side effects on it; ``attempt`` counts from 1; ``scope`` is the
-    item's fan-out frames (see :mod:`floxide.frames`).
+    item's fan-out frames (see :mod:`floxide.frames`); ``trace`` is the trace context of the
+    span that made the item (W3C ``traceparent`` headers, see :mod:`floxide.tracing`), ``None``
+    when tracing is off.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -24,4 +26,5 @@ class WorkItem(BaseModel):
     node: str
     attempt: int = Field(1, ge=1)
     scope: tuple[tuple[str, int], ...] = ()
+    trace: dict[str, str] | None = None
     payload: Any = None  # last in the JSON: scripts read the fields before it by pattern

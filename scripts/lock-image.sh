@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates requirements/image.txt, the image's pinned and hashed dependencies: everything
-# `floxide[operator,ui]` needs (the `redis` extra included) and the build requirements of the package
+# `floxide[operator,ui,otel]` needs (the `redis` extra included) and the build requirements of the package
 # itself (setuptools, wheel), each pinned to one version with the hashes of all its files on PyPI,
 # so the Dockerfile can install them with `pip install --require-hashes`.
 #
@@ -25,7 +25,7 @@ output=${LOCK_FILE:-requirements/image.txt}
 # floxide itself is not locked: the Dockerfile installs it from the source with --no-deps. Local
 # wheel directories (PIP_FIND_LINKS) must not leak into the lock.
 env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL CUSTOM_COMPILE_COMMAND="scripts/lock-image.sh" \
-  "$pip_compile" --quiet --generate-hashes --extra operator --extra ui --all-build-deps --strip-extras \
+  "$pip_compile" --quiet --generate-hashes --extra operator --extra ui --extra otel --all-build-deps --strip-extras \
   --unsafe-package floxide --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
   --output-file "$output" "$@" pyproject.toml
 

@@ -32,9 +32,11 @@ from floxide.distributed.protocols import FENCED, Backend, Commit, Handoff, Step
 from floxide.errors import FloxideError, InputError, PayloadTooLarge
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
+from floxide.tracing import tracing
 from floxide.workitem import WorkItem
 
 if TYPE_CHECKING:
+    from floxide.otel import StepTrace
     from floxide.workflow import Workflow
 
 __all__ = [
@@ -131,8 +133,14 @@ async def seed_run(
         else datetime.now(UTC) + timedelta(seconds=deadline_seconds),
         priority=priority,
     )
-    item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload)
-    await backend.start_run(info, item, context)
+    tracer = tracing()
+    if tracer is None:
+        item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload)
+        await backend.start_run(info, item, context)
+        return run_id
+    with tracer.start_run(backend.workflow, run_id) as trace:
+        item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload, trace=trace)
+        await backend.start_run(info, item, context)
     return run_id
 
 
@@ -142,10 +150,16 @@ def child_id(parent: str, index: int) -> str:
 
 
 def plan_commit(
-    item: WorkItem, outcome: Outcome, seconds: float, *, frame_joins: tuple[str, ...] = ()
+    item: WorkItem,
+    outcome: Outcome,
+    seconds: float,
+    *,
+    frame_joins: tuple[str, ...] = (),
+    trace: dict[str, str] | None = None,
 ) -> Commit:
-    """The commit of a successful step: successor items with their scopes, arrivals, outputs."""
-    commit = Commit(item=item, seconds=seconds, changes=[c.to_json() for c in outcome.changes])
+    """The commit of a successful step: successor items with their scopes, arrivals, outputs;
+    the successors (and the joins the commit fires) carry ``trace``, the step span's context."""
+    commit = Commit(item=item, seconds=seconds, changes=[c.to_json() for c in outcome.changes], trace=trace)
     opened = f"f:{item.item_id}" if outcome.fan_out else None
     commit.opened = opened
     commit.frame_joins = frame_joins if opened else ()
@@ -162,6 +176,7 @@ def plan_commit(
                 node=emit.node,
                 payload=to_jsonable_python(emit.value),
                 scope=scope,
+                trace=trace,
             )
         )
         index += 1
@@ -212,11 +227,13 @@ async def run_claim(
     state: StepInput | None = None,
     handoff: Handoff | None = None,
     max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+    trace: StepTrace | None = None,
 ) -> StepResult:
     """Run one claimed item to its outcome and hand that to the backend, limits aside.
 
     ``state`` is the item's run status and context if the caller read it already; with
     ``handoff``, a successful commit also claims the next item (see :class:`Handoff`).
+    ``trace``: the step's span (:mod:`floxide.tracing`), ``None`` when tracing is off.
     A step whose outputs, successor inputs or changed context fields are over
     ``max_payload_bytes`` fails permanently (:class:`~floxide.errors.PayloadTooLarge`):
     none of its commit is written.
@@ -253,6 +270,8 @@ async def run_claim(
     started = time.perf_counter()
     outcome = await execute(workflow.graph, spec, step_ctx, value, default_retry=retry)
     seconds = time.perf_counter() - started
+    if trace is not None and outcome.error is not None:
+        trace.error(outcome.error, failed=outcome.status != "done")
     if outcome.status == "retry":
         assert outcome.error is not None
         error = _record(item, outcome.error)
@@ -263,13 +282,17 @@ async def run_claim(
         assert outcome.error is not None
         error = _record(item, outcome.error, permanent=True)
         return _unless_fenced(claim, await backend.fail(claim, error), "failed")
-    plan = plan_commit(item, outcome, seconds, frame_joins=spec.frame_joins)
+    carried = None if trace is None else trace.carrier()
+    plan = plan_commit(item, outcome, seconds, frame_joins=spec.frame_joins, trace=carried)
     try:
         check_commit(plan, context=step_ctx.store, limit=max_payload_bytes)
     except PayloadTooLarge as exc:
         error = _record(item, exc, permanent=True)
         return _unless_fenced(claim, await backend.fail(claim, error), "failed")
-    result = await backend.commit(claim, plan, handoff=handoff)
+    if trace is None:
+        result = await backend.commit(claim, plan, handoff=handoff)
+    else:
+        result = await trace.commit(item.node, backend.commit(claim, plan, handoff=handoff))
     return _unless_fenced(claim, result, "committed" if result == "ok" else result)
 
 

@@ -224,7 +224,14 @@ class InMemoryBackend:
         successors = [
             *commit.children,
             *(
-                WorkItem(run_id=item.run_id, item_id=f.item_id, node=f.node, payload=f.values, scope=f.scope)
+                WorkItem(
+                    run_id=item.run_id,
+                    item_id=f.item_id,
+                    node=f.node,
+                    payload=f.values,
+                    scope=f.scope,
+                    trace=commit.trace,
+                )
                 for f in fired
             ),
         ]

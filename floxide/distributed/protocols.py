@@ -156,7 +156,8 @@ class Commit:
     ``arrivals`` are ``(join node, value)`` pairs collected by the item's (or the opened)
     frame; ``changes`` are context deltas (:meth:`floxide.merge.FieldChange.to_json`);
     ``frame_joins`` are the joins that close the opened frame (they fire even with no
-    arrival).
+    arrival); ``trace`` is the step span's trace context, carried by the children and by the
+    joins the commit fires (``None`` when tracing is off).
     """
 
     item: WorkItem
@@ -167,6 +168,7 @@ class Commit:
     changes: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     frame_joins: tuple[str, ...] = ()
+    trace: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

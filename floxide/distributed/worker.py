@@ -27,6 +27,7 @@ from floxide.distributed.models import Claim, RunStatus, WorkerHealth, WorkerSta
 from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from floxide.distributed.protocols import Backend, ControlFeed, Handoff, StepInput
 from floxide.retry import RetryPolicy
+from floxide.tracing import tracing
 
 if TYPE_CHECKING:
     from floxide.workflow import Workflow
@@ -116,6 +117,7 @@ class DistributedWorker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._limited = any(spec.limits for spec in workflow.graph.nodes.values())
+        self._tracing = tracing()  # None: tracing is off (floxide.tracing)
         self._status = WorkerStatus.IDLE
 
     # -- single steps (Floxide's step_distributed) ------------------------------------------------
@@ -288,6 +290,8 @@ class DistributedWorker:
             return "released"
         for hook in self.hooks:
             _safely(hook.on_claim, claim)
+        tracer = self._tracing
+        trace = None if tracer is None else tracer.step(claim, self.backend.workflow, self.worker_id)
         started = time.perf_counter()
         result: StepResult = "crashed"
         try:
@@ -307,6 +311,7 @@ class DistributedWorker:
                 handoff=handoff,
                 max_payload_bytes=self.max_payload_bytes,
                 lease=self.lease,
+                trace=trace,
             )
         except asyncio.CancelledError:
             if not token.is_set:
@@ -315,6 +320,8 @@ class DistributedWorker:
             await self.backend.set_aside(claim, keep=token.reason != "cancelled")
             result = "cancelled"
         finally:
+            if trace is not None:
+                trace.end(result)
             self.processed += 1
             if result in ("failed", "retrying", "crashed"):
                 self.errors += 1

@@ -26,8 +26,10 @@
 --    opens ("" for none), sc: the opened frame's scope JSON, j: the opened frame's joins
 --    (comma-separated), ch: children count, su: [[node, item JSON, item id]] successors,
 --    ar: [[join node, value JSON]] arrivals, ou: [output JSON], t: seconds (string),
---    op: [[kind, field, key index (0 for none), [values]]] context deltas}; the client leaves out
---    f, x, o, sc, j, ch, su, ar, ou and op when they are empty ("", 0 or [])
+--    op: [[kind, field, key index (0 for none), [values]]] context deltas, tc: the step span's
+--    trace context (an object of W3C headers; a join the step fires carries it as its "trace")};
+--    the client leaves out f, x, o, sc, j, ch, su, ar, ou, op and tc when they are empty ("", 0,
+--    [] or no tracing)
 --   Kinds: set, incr, incrf, max, min, append, union, update, delete, cas (expected, value).
 --
 -- Each step, in order: a step whose item is committed already (a re-delivery) is only
@@ -75,7 +77,7 @@ for _, run in ipairs(runs) do
   run.outputs, run.metrics, run.parked, run.ctx, run.fjoins = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8],
     KEYS[k + 9], KEYS[k + 12]
   run.ids, run.fresh, run.states, run.order = {}, {}, {}, {}
-  run.counts, run.seconds, run.deltas, run.succ, run.closers = {}, {}, {}, {}, {}
+  run.counts, run.seconds, run.deltas, run.succ, run.closers, run.traces = {}, {}, {}, {}, {}, {}
   run.applied = 0
   by_id[run.id] = run
 end
@@ -167,11 +169,11 @@ for n, s in ipairs(steps) do
       redis.call('HSET', run.fscope, s.o, s.sc)
       if s.j ~= '' then redis.call('HSET', run.fjoins, s.o, s.j) end
       for i, a in ipairs(s.ar) do arrive(KEYS[run.ib[s.o]], a[1] .. '\31' .. pad(i - 1) .. '\31' .. s.i, a[2]) end
-      if s.ch == 0 then opened_empty[#opened_empty + 1] = {run, s.o, s.i} end
+      if s.ch == 0 then opened_empty[#opened_empty + 1] = {run, s.o, s.i, s.tc} end
     else
       if run.deltas[s.f] == nil then run.order[#run.order + 1] = s.f end
       add(run.deltas, s.f, s.ch - 1)
-      run.closers[s.f] = s.i
+      run.closers[s.f], run.traces[s.f] = s.i, s.tc
       for _, a in ipairs(s.ar) do arrive(KEYS[run.ib[s.f]], a[1] .. '\31' .. pad(s.x) .. '\31' .. s.i, a[2]) end
     end
     for _, su in ipairs(s.su) do run.succ[#run.succ + 1] = su end
@@ -184,7 +186,7 @@ end
 -- join inboxes, then frame counts: a frame whose count reaches 0 closes, firing its joins
 for _, key in ipairs(inbox_order) do call_all('HSET', {key}, inboxes[key]) end
 
-local function close(run, f, closer)
+local function close(run, f, closer, trace)
   while true do
     local inbox = KEYS[run.ib[f]]
     local entries = redis.call('HGETALL', inbox)
@@ -210,7 +212,8 @@ local function close(run, f, closer)
       local values = {}
       for i, e in ipairs(list) do values[i] = e[2] end
       -- the stored scope and values are JSON already: spliced in, not decoded and encoded again
-      local head = cjson.encode({run_id = run.id, item_id = 'j:' .. closer .. ':' .. name, node = name, attempt = 1})
+      local head = cjson.encode({run_id = run.id, item_id = 'j:' .. closer .. ':' .. name, node = name, attempt = 1,
+        trace = trace})
       run.succ[#run.succ + 1] = {name, string.sub(head, 1, -2) .. ',"scope":' .. parent_scope ..
         ',"payload":[' .. table.concat(values, ',') .. ']}', 'j:' .. closer .. ':' .. name}
     end
@@ -232,10 +235,12 @@ for _, run in ipairs(runs) do
   for _, f in ipairs(run.order) do
     local delta = run.deltas[f]
     -- an unchanged count stays above 0: the group's steps were live in it
-    if delta ~= 0 and redis.call('HINCRBY', run.frames, f, delta) == 0 then close(run, f, run.closers[f]) end
+    if delta ~= 0 and redis.call('HINCRBY', run.frames, f, delta) == 0 then
+      close(run, f, run.closers[f], run.traces[f])
+    end
   end
 end
-for _, o in ipairs(opened_empty) do close(o[1], o[2], o[3]) end
+for _, o in ipairs(opened_empty) do close(o[1], o[2], o[3], o[4]) end
 
 -- successors: queued while the run runs, parked while it is paused or failed, else (Completed) dropped
 local queued = {}

@@ -142,6 +142,8 @@ class _Group:
             step["ou"] = [_json(value) for value in commit.outputs]
         if ops:
             step["op"] = ops
+        if commit.trace:  # tracing: the step span's context, for the joins the step may fire
+            step["tc"] = commit.trace
         self.steps.append(step)
 
     def document(self, consumer: str, claims: int, want_state: bool) -> bytes:

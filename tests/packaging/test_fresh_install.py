@@ -1,7 +1,7 @@
-"""The built wheel, installed with only the ``operator`` and ``ui`` extras into a fresh virtual
-environment, imports every module of ``floxide``, ``floxide_operator`` and ``floxide_worker``.
+"""The built wheel, installed with only the ``operator``, ``ui`` and ``otel`` extras into a fresh
+virtual environment, imports every module of ``floxide``, ``floxide_operator`` and ``floxide_worker``.
 
-This is what the image does (``pip install '.[operator,ui]'``); a module that imports a library no
+This is what the image does (``pip install '.[operator,ui,otel]'``); a module that imports a library no
 extra declares (as the operator once did with ``jsonschema``) fails here, without Docker. The
 import runs outside the repository, so nothing from the source tree can stand in for the install.
 """
@@ -27,7 +27,7 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_the_operator_and_ui_extras_bring_every_import(tmp_path: Path) -> None:
+def test_the_operator_ui_and_otel_extras_bring_every_import(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     _run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT)], tmp_path
@@ -37,7 +37,15 @@ def test_the_operator_and_ui_extras_bring_every_import(tmp_path: Path) -> None:
     venv.create(environment, with_pip=True)
     python = str(environment / "bin" / "python")
     _run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[operator,ui]"],
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{wheel}[operator,ui,otel]",
+        ],
         tmp_path,
     )
 
@@ -49,7 +57,7 @@ def test_the_operator_and_ui_extras_bring_every_import(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, (
-        f"modules that do not import with only the operator and ui extras:\n{result.stderr}"
+        f"modules that do not import with only the operator, ui and otel extras:\n{result.stderr}"
     )
     listed = subprocess.run(
         [python, "-c", "import floxide_operator.handlers, floxide_worker.process, sys; print(sys.prefix)"],

@@ -77,7 +77,8 @@ def declared() -> list[Requirement]:
 
 
 def test_every_dependency_of_the_image_is_pinned_with_hashes() -> None:
-    assert image_extras() == ["operator", "ui"]  # what the image serves: operator, workers, ui
+    # what the image serves: operator, workers, ui, and their traces
+    assert image_extras() == ["operator", "ui", "otel"]
     pins = locked()
     assert len(pins) > 20
     for requirement in declared():
