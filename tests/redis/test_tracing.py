@@ -7,7 +7,8 @@ which decodes the requests with the OTLP protobuf messages. The run is seeded in
 under an in-memory exporter, so its ``start_run`` span is the root of the workers' spans.
 
 Cases:
-* a fan-out of 6 branches and its join, on two workers: one trace id, ``spread`` under the
+* a fan-out of 6 branches and its join, on two workers that export their spans as they stop
+  (SIGTERM; the batch delay is longer than the test): one trace id, ``spread`` under the
   ``start_run`` span, each ``work`` under ``spread``, ``gather`` under the ``work`` that closed
   the fan-out (Lua builds the join's item, carrying that step's trace context); every step
   once, ``ok``; a commit span under each step; the service name from ``OTEL_SERVICE_NAME``.
@@ -120,7 +121,7 @@ async def test_a_fan_out_and_join_across_worker_processes_is_one_trace(
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_SERVICE_NAME": SERVICE,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",  # nothing exported before the workers exit
     }
     # a long lease: no item is reclaimed from a worker slowed by a busy machine (each step once)
     started = await workers.start("tests.distributed.flows:fanout", count=2, concurrency=3, lease=30, env=env)
@@ -135,6 +136,9 @@ async def test_a_fan_out_and_join_across_worker_processes_is_one_trace(
     finally:
         await client.aclose()
     assert info.output == {"values": [0, 1, 2, 3, 4, 5], "total": 6}
+    assert collector.wait(1, 0.5) == []  # the spans wait in the workers' batches
+    for worker in started:  # a stopping worker exports what it still holds
+        assert workers.terminate(worker, timeout=30) == 0, worker.log_text()
 
     expected = 2 * (6 + 2)  # a step span and a commit span per step
     await asyncio.to_thread(collector.wait, expected, 60)
