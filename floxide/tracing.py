@@ -31,7 +31,7 @@ Tracing is on when the extra is installed and configured: an ``OTEL_TRACES_EXPOR
 variables, once per process, unless a tracer provider is set already), or a tracer provider set
 in-process (OpenTelemetry's global one, or :func:`set_tracer_provider`). ``OTEL_SDK_DISABLED=true``
 turns it off. The check is made when a worker is built and once per run (local runs, seeding);
-with tracing off, a step costs one ``is None`` test and OpenTelemetry is not even imported.
+with tracing off, a step costs a few ``is None`` tests and OpenTelemetry is not even imported.
 """
 
 from __future__ import annotations
