@@ -64,6 +64,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
       changes for its create and update handlers; the operator has none (its reconcilers are
       level-triggered timers), so that copy would only cost one more API write per resource.
     * Posting: only warnings and the operator's own Events reach the Kubernetes Event API.
+    * Deletion: a run deleted while its timer is busy (its own TTL deletion, for one) waits for
+      that tick to end; kopf looks again after ``cancellation_polling`` seconds (60 by default,
+      which held such deletions for a minute), here 1.
     """
     if ours.peering_name:
         settings.peering.name = ours.peering_name
@@ -77,6 +80,7 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 8
+    settings.background.cancellation_polling = 1.0
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Runtime:

@@ -111,6 +111,7 @@ def test_kopf_settings_standalone_without_a_peering_name() -> None:
     kopf_settings = kopf.OperatorSettings()
     handlers.configure_kopf(kopf_settings, OperatorSettings())
     assert kopf_settings.peering.standalone is True
+    assert kopf_settings.background.cancellation_polling <= 1  # a deletion waits on a busy timer tick
 
 
 def test_own_namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
