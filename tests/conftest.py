@@ -3,6 +3,8 @@
 * The repository root goes on ``sys.path``, so ``examples`` imports however pytest starts.
 * Every async test on its own event loop is checked for leaked asyncio tasks: a task still
   pending 2 s after the test ends fails it (it would otherwise be cancelled silently with the loop).
+* Under pytest-xdist (``-n N --dist loadgroup``, as ``scripts/test.sh`` runs), a test file stays
+  in one process, and so does each tier that starts a cluster.
 """
 
 from __future__ import annotations
@@ -22,11 +24,21 @@ if str(ROOT) not in sys.path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
         if not (isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj)):
             continue
         marker = item.get_closest_marker("asyncio")
         if marker is None or marker.kwargs.get("loop_scope", "function") == "function":
             item.fixturenames.append("_no_leaked_tasks")  # (tests on a shared loop may keep tasks)
+
+
+def _group(item: pytest.Item) -> str:
+    """The xdist group (``--dist loadgroup``): a test file's tests run in one process, so its
+    module fixtures start once; the tiers that start a cluster run in one process each."""
+    path = Path(str(item.path)).relative_to(ROOT)
+    if path.parts[:2] in (("tests", "cluster"), ("tests", "e2e")):
+        return "/".join(path.parts[:2])
+    return path.as_posix()
 
 
 @pytest.fixture

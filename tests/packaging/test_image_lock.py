@@ -136,7 +136,7 @@ def test_the_dockerfile_steps_install_a_working_image(tmp_path: Path) -> None:
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)
     python = str(environment / "bin" / "python")
-    pip = [python, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]  # (the image adds --no-cache-dir)
     env = _no_local_wheels()
     source = tmp_path / "src"  # a copy, as the image's /src: the build writes build/ and egg-info
     for part in ("floxide", "operator", "worker"):

@@ -136,12 +136,29 @@ def test_status_lists_every_node_in_graph_order(cli: Any, tmp_path: Path) -> Non
     assert unknown.returncode == 2 and "run 'nope' does not exist" in unknown.stderr
 
 
-def test_watch_a_fan_out_to_its_end(cli: Any) -> None:
+def test_watch_a_fan_out_to_its_end(cli: Any, env: dict[str, str]) -> None:
     run = "fan-watch"
-    assert cli("submit", FANOUT, "--input", '{"count": 8, "seconds": 2}', "--run-id", run).returncode == 0
-    watch = cli("status", run, "--watch", "--interval", "0.2", "-o", "json")
-    assert watch.returncode == 0, watch.stderr
-    lines = [json.loads(line) for line in watch.stdout.splitlines()]
+    # The run waits Queued behind a long one (a run limit of 1) until the watch has seen it:
+    # the watch starts before the run does, however slow the machine.
+    assert cli("run-limit", "fanout", "1").returncode == 0
+    try:
+        blocker = "fan-watch-blocker"
+        long = '{"count": 1, "seconds": 60}'
+        assert cli("submit", FANOUT, "--input", long, "--run-id", blocker).returncode == 0
+        assert cli("submit", FANOUT, "--input", '{"count": 8, "seconds": 2}', "--run-id", run).returncode == 0
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "floxide.cli", "status", run, "--watch", "--interval=0.2", "-o", "json"],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        first = json.loads(watch.stdout.readline())
+        assert first["status"] == "Queued"
+        assert cli("cancel", blocker).returncode == 0
+        rest, stderr = watch.communicate(timeout=120)
+    finally:
+        cli("run-limit", "fanout", "--unlimited")
+    assert watch.returncode == 0, stderr
+    lines = [first, *(json.loads(line) for line in rest.splitlines())]
     assert len(lines) >= 2 and lines[-1]["status"] == "Completed" and lines[-1]["percent"] == 100.0
     assert all(list(line["nodes"])[: len(line["nodes"])] == ["spread", "work", "gather"] for line in lines)
     assert lines[-1]["nodes"]["work"]["completed"] == 8
