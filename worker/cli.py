@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from floxide.cli import CliError, load_workflow
+from floxide.cli_options import NamespaceOpt, RedisOpt
 from floxide.cli_settings import redis_extra_missing
 
 if TYPE_CHECKING:
@@ -27,24 +28,8 @@ __all__ = ["app", "main", "register", "worker"]
 
 def worker(
     target: Annotated[str, typer.Argument(help="package.module:attr or path/to/file.py:attr (a Workflow).")],
-    redis: Annotated[
-        str | None,
-        typer.Option(
-            "--redis",
-            help="Redis URL; rediss:// for TLS, redis+cluster://... for a Redis Cluster, "
-            "redis+sentinel://... for Sentinel. (env FLOXIDE_REDIS_URL)",
-            show_default=False,
-        ),
-    ] = None,
-    namespace: Annotated[
-        str | None,
-        typer.Option(
-            "--namespace",
-            "-n",
-            help="Key namespace. (env FLOXIDE_NAMESPACE; default default)",
-            show_default=False,
-        ),
-    ] = None,
+    redis: RedisOpt = None,
+    namespace: NamespaceOpt = None,
     concurrency: Annotated[
         int | None,
         typer.Option(
