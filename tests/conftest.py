@@ -29,7 +29,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         marker = item.get_closest_marker("asyncio")
         if marker is None or marker.kwargs.get("loop_scope", "function") == "function":
-            item.fixturenames.append("_no_leaked_tasks")  # (tests on a shared loop may keep tasks)
+            # first: set up before the test's other fixtures and checked after their teardown, so
+            # the tasks a fixture runs (a server's connection handlers) are its own to end
+            item.fixturenames.insert(0, "_no_leaked_tasks")  # (tests on a shared loop may keep tasks)
 
 
 def _group(item: pytest.Item) -> str:
