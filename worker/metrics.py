@@ -28,21 +28,90 @@ summed over its keys). The metrics live in a registry of their own
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from floxide.distributed.execution import StepResult
 from floxide.distributed.limits import LimitUsage
 from floxide.distributed.models import Claim
 from floxide.distributed.worker import WorkerHooks
 
-__all__ = ["BUCKETS", "PrometheusHooks"]
+__all__ = ["BUCKETS", "PrometheusHooks", "StepCounts"]
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 """Step duration buckets (seconds): from milliseconds to an hour."""
 
 _RAN = frozenset({"committed", "duplicate", "retrying", "failed", "cancelled"})
+
+_BOUNDS: list[str] = [floatToGoString(b) for b in (*BUCKETS, math.inf)]  # type: ignore[no-untyped-call]
+"""The ``le`` labels of the duration buckets, as ``prometheus_client`` writes them."""
+
+_BY_RESULT = {
+    "retrying": ("floxide_retries_total", "Attempts scheduled for a retry."),
+    "failed": ("floxide_dead_lettered_total", "Items that failed for good."),
+    "throttled": ("floxide_throttled_total", "Items set aside by a node limit."),
+}
+"""Counters that count one result of ``floxide_work_items_total`` on their own."""
+
+
+class StepCounts(Collector):
+    """The per-step metrics, kept as plain numbers and turned into metric families when scraped.
+
+    A step's result costs a dict update and a bucket search, not the locked counters and
+    histogram of ``prometheus_client`` (a few microseconds per step, on the hot path).
+    """
+
+    def __init__(self, workflow: str) -> None:
+        self.workflow = workflow
+        self.results: dict[tuple[str, str], int] = {}
+        self.durations: dict[str, list[float]] = {}
+        """Per node: the count of each bucket of :data:`BUCKETS`, then ``+Inf``, then the sum."""
+
+    def record(self, node: str, result: StepResult, seconds: float) -> None:
+        key = (node, result)
+        self.results[key] = self.results.get(key, 0) + 1
+        if result in _RAN:
+            counts = self.durations.get(node)
+            if counts is None:
+                counts = self.durations[node] = [0.0] * (len(BUCKETS) + 2)
+            counts[bisect_left(BUCKETS, seconds)] += 1
+            counts[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        items = CounterMetricFamily(
+            "floxide_work_items_total",
+            "Work items finished by this worker.",
+            labels=["workflow", "node", "result"],
+        )
+        by_result = {
+            result: CounterMetricFamily(name, text, labels=["workflow", "node"])
+            for result, (name, text) in _BY_RESULT.items()
+        }
+        for (node, result), count in sorted(self.results.items()):
+            items.add_metric([self.workflow, node, result], count)
+            if result in by_result:
+                by_result[result].add_metric([self.workflow, node], count)
+        duration = HistogramMetricFamily(
+            "floxide_step_duration_seconds", "Seconds from claim to result.", labels=["workflow", "node"]
+        )
+        for node, counts in sorted(self.durations.items()):
+            cumulative, total = [], 0.0
+            for bound, in_bucket in zip(_BOUNDS, counts[:-1], strict=True):
+                total += in_bucket
+                cumulative.append((bound, total))
+            duration.add_metric([self.workflow, node], cumulative, sum_value=counts[-1])
+        yield items
+        yield duration
+        yield from by_result.values()
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
 
 
 class PrometheusHooks(WorkerHooks):
@@ -52,26 +121,9 @@ class PrometheusHooks(WorkerHooks):
         self.workflow = workflow
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.items = Counter(
-            "floxide_work_items_total",
-            "Work items finished by this worker.",
-            ["workflow", "node", "result"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "floxide_step_duration_seconds",
-            "Seconds from claim to result.",
-            ["workflow", "node"],
-            buckets=BUCKETS,
-            registry=r,
-        )
+        self.steps = StepCounts(workflow)
+        r.register(self.steps)
         self.in_progress = Gauge("floxide_steps_in_progress", "Steps running now.", ["workflow"], registry=r)
-        self.retries = Counter(
-            "floxide_retries_total", "Attempts scheduled for a retry.", ["workflow", "node"], registry=r
-        )
-        self.dead = Counter(
-            "floxide_dead_lettered_total", "Items that failed for good.", ["workflow", "node"], registry=r
-        )
         self.reclaimed = Counter(
             "floxide_reclaimed_total",
             "Items taken over from a worker that went silent mid-step (its lease expired).",
@@ -83,9 +135,6 @@ class PrometheusHooks(WorkerHooks):
         )
         self.pending = Gauge(
             "floxide_queue_pending", "Items delivered, not yet acknowledged.", ["workflow"], registry=r
-        )
-        self.throttled = Counter(
-            "floxide_throttled_total", "Items set aside by a node limit.", ["workflow", "node"], registry=r
         )
         self.throttled_now = Gauge(
             "floxide_throttled_items", "Items waiting for a limit's slot or token.", ["workflow"], registry=r
@@ -114,16 +163,7 @@ class PrometheusHooks(WorkerHooks):
 
     def on_result(self, claim: Claim, result: StepResult, seconds: float) -> None:
         self._running.discard(claim.delivery)
-        node = claim.item.node
-        self.items.labels(self.workflow, node, result).inc()
-        if result in _RAN:
-            self.duration.labels(self.workflow, node).observe(seconds)
-        if result == "retrying":
-            self.retries.labels(self.workflow, node).inc()
-        elif result == "failed":
-            self.dead.labels(self.workflow, node).inc()
-        elif result == "throttled":
-            self.throttled.labels(self.workflow, node).inc()
+        self.steps.record(claim.item.node, result, seconds)
 
     def on_reclaim(self, claim: Claim) -> None:
         self.reclaimed.labels(self.workflow, claim.item.node).inc()

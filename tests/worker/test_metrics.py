@@ -6,12 +6,15 @@ Cases:
 * the in-progress gauge follows claims and results;
 * the backlog gauges follow ``on_backlog``;
 * no run or item id ever becomes a label;
-* throttled items have their counter; the limit gauges sum a keyed limit over its keys.
+* throttled items have their counter; the limit gauges sum a keyed limit over its keys;
+* the step durations (plain numbers until scraped) bucket exactly as a ``prometheus_client``
+  Histogram does.
 """
 
 from __future__ import annotations
 
-from floxide_worker.metrics import PrometheusHooks
+from floxide_worker.metrics import BUCKETS, PrometheusHooks
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from floxide.distributed.models import Claim
@@ -95,3 +98,27 @@ def test_throttled_items_and_limit_gauges() -> None:
     assert got[("floxide_limit_slots_in_use", (("limit", "charge"), wf))] == 3  # summed: no key label
     assert got[("floxide_limit_waiting", (("kind", "concurrency"), ("limit", "charge"), wf))] == 3
     assert got[("floxide_limit_waiting", (("kind", "rate"), ("limit", "api"), wf))] == 4
+
+
+def test_step_durations_bucket_as_prometheus_client_does() -> None:
+    """The per-step metrics are plain numbers turned into families when scraped; their buckets,
+    count and sum are those of a ``prometheus_client`` Histogram fed the same durations."""
+    durations = [0.0, 0.005, 0.0051, 0.3, 1.0, 7.0, 3600.0, 4000.0]
+    hooks = PrometheusHooks("orders")
+    registry = CollectorRegistry()
+    reference = Histogram("reference", "", ["workflow", "node"], buckets=BUCKETS, registry=registry)
+    for n, seconds in enumerate(durations):
+        c = claim("charge", n)
+        hooks.on_claim(c)
+        hooks.on_result(c, "committed", seconds)
+        reference.labels("orders", "charge").observe(seconds)
+    ours = "floxide_step_duration_seconds"
+    got = {(n.removeprefix(ours), labels): v for (n, labels), v in samples(hooks).items() if ours in n}
+    expected = {
+        (sample.name.removeprefix("reference"), tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+    assert got == expected
+    assert got[("_count", (("node", "charge"), ("workflow", "orders")))] == len(durations)
