@@ -152,9 +152,10 @@ class WorkerProcess:
             loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         try:
             log.info(
-                "worker %s of workflow '%s' (namespace '%s'): concurrency %d, Redis %s, HTTP port %s",
+                "worker %s of workflow '%s' (namespace '%s'): concurrency %d, Redis %s, HTTP port %s, "
+                "event loop %s",
                 self.worker_id, self.name, s.namespace, s.worker.concurrency, safe_url(s.redis.url),
-                s.worker.http_port or "off",
+                s.worker.http_port or "off", type(loop).__module__.partition(".")[0],
             )  # fmt: skip
             if not await self._connect(backend):
                 return 0

@@ -1,9 +1,9 @@
 """The worker process, for real: ``python -m floxide_worker`` against a private Redis.
 
 Cases:
-* it publishes the graph, answers /healthz and /readyz, counts items in /metrics, logs one
-  JSON line per work item with run and node (the node's own lines too), and exits 0 on
-  SIGTERM, removing its heartbeat;
+* it runs on uvloop, publishes the graph, answers /healthz and /readyz, counts items in
+  /metrics, logs one JSON line per work item with run and node (the node's own lines too), and
+  exits 0 on SIGTERM, removing its heartbeat;
 * SIGTERM in the middle of a step shorter than the drain time: the step finishes and
   commits, /readyz turns 503 meanwhile, the process exits 0;
 * SIGTERM with a step longer than the drain time: the step is cancelled and released,
@@ -88,6 +88,8 @@ def test_probes_metrics_graph_and_json_logs(
     own = [line for line in lines if line["logger"] == "tests.worker.flows"]
     assert [(o["run"], o["node"], o["message"]) for o in own] == [("r-1", "check", f"looking for {marker}")]
     assert not redis_client.hkeys(KeySpace(namespace, "gate").workers)
+    [started] = [line["message"] for line in lines if "concurrency" in line["message"]]
+    assert started.endswith("event loop uvloop")  # the redis extra brings uvloop (not on Windows)
 
 
 def test_sigterm_lets_a_running_step_finish(
