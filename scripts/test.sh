@@ -59,4 +59,4 @@ MYPYPATH=.tools/typecheck .venv/bin/mypy -p floxide_operator -p floxide_worker
 # Test files run in parallel processes (pytest-xdist), a file's tests in one process and each
 # cluster tier in one (tests/conftest.py): most tests wait on servers and worker processes, so
 # more processes than cores pay off. FLOXIDE_TEST_PROCESSES=0 runs everything in this process.
-.venv/bin/pytest -n "${FLOXIDE_TEST_PROCESSES:-4}" --dist loadgroup "$@"
+.venv/bin/pytest -n "${FLOXIDE_TEST_PROCESSES:-4}" "$@"

@@ -3,8 +3,8 @@
 * The repository root goes on ``sys.path``, so ``examples`` imports however pytest starts.
 * Every async test on its own event loop is checked for leaked asyncio tasks: a task still
   pending 2 s after the test ends fails it (it would otherwise be cancelled silently with the loop).
-* Under pytest-xdist (``-n N --dist loadgroup``, as ``scripts/test.sh`` runs), a test file stays
-  in one process, and so does each tier that starts a cluster.
+* Under pytest-xdist (``-n N``, as ``scripts/test.sh`` runs), a test file stays in one process,
+  and so does each tier that starts a cluster (:func:`pytest_xdist_make_scheduler`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import inspect
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,6 @@ if str(ROOT) not in sys.path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
         if not (isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj)):
             continue
         marker = item.get_closest_marker("asyncio")
@@ -34,13 +34,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.fixturenames.insert(0, "_no_leaked_tasks")  # (tests on a shared loop may keep tasks)
 
 
-def _group(item: pytest.Item) -> str:
-    """The xdist group (``--dist loadgroup``): a test file's tests run in one process, so its
-    module fixtures start once; the tiers that start a cluster run in one process each."""
-    path = Path(str(item.path)).relative_to(ROOT)
-    if path.parts[:2] in (("tests", "cluster"), ("tests", "e2e")):
-        return "/".join(path.parts[:2])
-    return path.as_posix()
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist, a test file's tests run in one process (its module fixtures start
+    once), and so do all the tests of a tier that starts a cluster (one control plane)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.partition("::")[0]
+            parts = path.split("/")
+            return "/".join(parts[:2]) if parts[:2] in (["tests", "cluster"], ["tests", "e2e"]) else path
+
+    return ByFile(config, log)
 
 
 @pytest.fixture

@@ -138,17 +138,18 @@ def test_max_active_runs_queues_in_order(floxide: Installation, kubelet: LocalKu
         kube.create("workflowruns", NS, workflow_run(name, "one-at-a-time", {"steps": 6, "delay": 0.3}))
         time.sleep(1.1)  # creation order = admission order (creationTimestamp has whole seconds)
     seen_queued = False
-    most_running = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         phases = [kube.status("workflowruns", NS, name).get("phase") for name in names]
         seen_queued |= "Queued" in phases
-        most_running = max(most_running, phases.count("Running"))
         if phases == ["Succeeded"] * 3:
             break
         time.sleep(0.2)
     assert phases == ["Succeeded"] * 3, phases
-    assert seen_queued and most_running == 1
+    assert seen_queued
+    # one at a time: each run started after the one before finished (by the times Redis recorded;
+    # two phases can read Running together for a moment, as each resource's status follows on its
+    # own tick)
     started = [moment(kube.status("workflowruns", NS, n)["startedAt"]) for n in names]
     finished = [moment(kube.status("workflowruns", NS, n)["finishedAt"]) for n in names]
     assert started == sorted(started) and all(finished[i] <= started[i + 1] for i in range(2)), (
