@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from floxide import cli as local
-from floxide import cli_output as output
+from floxide import cli_views as views
 from floxide.cli import CliError
 from floxide.cli_options import JsonOpt, NamespaceOpt, RedisOpt, RunArg, Verbose, WorkflowOpt
 from floxide.cli_progress import follow_run
@@ -215,13 +215,13 @@ def _steer(
     now, done = run_command(go(), verbose=verbose)
     if done is not None:  # the recorded output (as 'floxide run' prints it), exit status 0
         if as_json:
-            output.emit({"run_id": run, "status": now.value, "output": done.output}, as_json=True, render=str)
+            recorded = {"run_id": run, "status": now.value, "output": done.output}
+            views.show(recorded, views.OutputFormat.JSON, lambda wide: "")
         else:
             print_outcome(done, all_outputs=False, outputs=[])
         return
-    output.emit(
-        {"run_id": run, "status": now.value}, as_json=as_json, render=lambda: f"run {run}: {now.value}"
-    )
+    shown = {"run_id": run, "status": now.value}
+    views.show(shown, views.pick_format(None, as_json=as_json), lambda wide: f"run {run}: {now.value}")
 
 
 def pause(

@@ -1,4 +1,4 @@
-"""What the distributed commands share to show runs: JSON or rich, times and spans, a run's row.
+"""What the distributed commands share to show runs: JSON text, times and spans, a run's row.
 
 The views of ``status``, ``runs``, ``errors`` and ``workers`` are in :mod:`floxide.cli_views`.
 """
@@ -6,29 +6,18 @@ The views of ``status``, ``runs``, ``errors`` and ``workers`` are in :mod:`floxi
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from rich.console import Console, RenderableType
 
 from floxide.distributed.models import RunInfo
 
-__all__ = ["ago", "duration", "emit", "json_text", "run_row", "span"]
+__all__ = ["ago", "duration", "json_text", "run_row", "span"]
 
 
 def json_text(value: Any) -> str:
     return json.dumps(to_jsonable_python(value, fallback=repr), ensure_ascii=False)
-
-
-def emit(data: Any, *, as_json: bool, render: Callable[[], RenderableType | str]) -> None:
-    """JSON when asked or when stdout is not a terminal; else ``render()`` with rich."""
-    if as_json or not sys.stdout.isatty():
-        sys.stdout.write(json_text(data) + "\n")
-        return
-    Console(highlight=False).print(render())
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:

@@ -13,6 +13,7 @@ the item is then ``dropped``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -134,11 +135,8 @@ async def seed_run(
         priority=priority,
     )
     tracer = tracing()
-    if tracer is None:
-        item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload)
-        await backend.start_run(info, item, context)
-        return run_id
-    with tracer.start_run(backend.workflow, run_id) as trace:
+    spanned = contextlib.nullcontext(None) if tracer is None else tracer.start_run(backend.workflow, run_id)
+    with spanned as trace:
         item = WorkItem(run_id=run_id, item_id=ROOT_ITEM, node=start_node, payload=payload, trace=trace)
         await backend.start_run(info, item, context)
     return run_id
