@@ -219,13 +219,15 @@ async def test_a_worker_killed_mid_step_shows_in_the_run(
     fanout = orchestrator_for(redis, flows.fanout)
     run_id = await fanout.start_run(flows.Job(count=4, seconds=2.5))
 
-    async def first_start() -> Mark | None:
+    async def all_started() -> list[Mark] | None:
         starts = read_marks(marks, run_id, "start")
-        return starts[0] if starts else None
+        return starts if len({m.item_id for m in starts}) == 4 else None
 
-    victim = (await eventually(first_start, timeout=30, what="a step to start")).pid
+    # killed once every item began, so no item is claimed by the victim but not yet marked
+    victim = (await eventually(all_started, timeout=30, what="all four steps to start"))[0].pid
     workers.kill(workers.by_pid(victim))
-    killed = {m.item_id for m in read_marks(marks, run_id, "start") if m.pid == victim}
+    ended = {m.item_id for m in read_marks(marks, run_id, "end") if m.pid == victim}
+    killed = {m.item_id for m in read_marks(marks, run_id, "start") if m.pid == victim} - ended
     info = await fanout.wait_for_completion(run_id, timeout=60)
     assert info.status is RunStatus.COMPLETED, info.error
 
