@@ -3,12 +3,14 @@
 * ``chatty``: ``spread(n)`` fans out to ``n`` items of ``say``; ``say`` logs a line with its
   index, prints one, and item 0 also logs a 10 KB line, a warning with a traceback, and
   1,200 more lines (over the per-step bound); ``collect`` joins them.
-* ``slow``: ``pace(n)`` logs ``tick i`` ``n`` times, 0.5 s apart (for ``--follow``).
+* ``slow``: ``pace(gate)`` logs ``tick 0``, waits until the file ``gate`` exists, then logs
+  ``tick 1`` to ``tick 4`` (for ``--follow``: the test opens the gate once it saw ``tick 0``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from floxide import NextAll, Workflow, WorkflowCtx, edge, join, node
@@ -44,11 +46,16 @@ chatty: Workflow[int, int] = Workflow("chatty", start=spread, edges=[edge(spread
 
 
 @node
-async def pace(ctx: WorkflowCtx[Any], n: int) -> int:
-    for i in range(n):
+async def pace(ctx: WorkflowCtx[Any], gate: str) -> int:
+    ctx.log.info("tick 0")
+    for _ in range(1200):  # 60 s at most
+        if await asyncio.to_thread(Path(gate).exists):
+            break
+        await asyncio.sleep(0.05)
+    for i in range(1, 5):
         ctx.log.info("tick %d", i)
-        await asyncio.sleep(0.5)
-    return n
+        await asyncio.sleep(0.05)
+    return 5
 
 
-slow: Workflow[int, int] = Workflow("slow", start=pace)
+slow: Workflow[str, int] = Workflow("slow", start=pace)
