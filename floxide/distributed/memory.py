@@ -35,7 +35,7 @@ from floxide.distributed.models import (
     reclaim_error,
     utcnow,
 )
-from floxide.distributed.protocols import Commit, Handoff, StepInput
+from floxide.distributed.protocols import Commit, Handoff, Promoted, StepInput
 from floxide.frames import Arrival, FrameTable
 from floxide.merge import apply_json
 from floxide.workitem import WorkItem
@@ -305,19 +305,20 @@ class InMemoryBackend:
         run.mark(claim.item, ItemStatus.PARKED)
         return "parked"
 
-    async def promote_due(self) -> int:
+    async def promote_due(self) -> Promoted:
         now = time.time()
         due = [entry for entry in self._delayed if entry[0] <= now]
-        if not due:
-            return 0
         self._delayed = [entry for entry in self._delayed if entry[0] > now]
+        wake_in = min(entry[0] for entry in self._delayed) - now if self._delayed else None
+        if not due:
+            return Promoted(0, wake_in)
         for _, raw in sorted(due):  # the item stays WaitingRetry until a worker runs it (as in Redis)
             self._sequence += 1
             delivery = f"{self._sequence}-0"
             self._entries[delivery] = _Entry(raw)
             self._new.append(delivery)
         self._notify()
-        return len(due)
+        return Promoted(len(due), wake_in)
 
     async def set_status(
         self,

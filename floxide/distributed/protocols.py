@@ -38,6 +38,7 @@ __all__ = [
     "Handoff",
     "LivenessStore",
     "MetricsStore",
+    "Promoted",
     "RunInfoStore",
     "StepInput",
     "WorkItemStateStore",
@@ -146,6 +147,15 @@ class StepInput:
     context: dict[str, Any] | None
     deadline: float | None = None
     interrupt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Promoted:
+    """What :meth:`Backend.promote_due` did: ``moved`` items back into the queue, and
+    ``wake_in``, the seconds until it has something to do again (``None``: nothing waits)."""
+
+    moved: int
+    wake_in: float | None = None
 
 
 @dataclass(slots=True)
@@ -259,8 +269,9 @@ class Backend(Protocol):
         """Acknowledge an item its run cannot take now: ``parked`` (``keep``), ``dropped``, or
         :data:`FENCED` (only acknowledged, even with ``keep``)."""
 
-    async def promote_due(self) -> int:
-        """Move delayed items whose time has come back into the queue; returns how many."""
+    async def promote_due(self) -> Promoted:
+        """Move delayed items whose time has come back into the queue; says how many, and
+        when the earliest item still delayed is due."""
 
     async def set_status(
         self,

@@ -2,8 +2,8 @@
 
 Beside the steps, supervised background tasks keep the worker honest: heartbeats (so
 ``floxide workers`` and the operator see it), lease renewal for long steps, reclaiming
-items whose worker died (idle past the lease), promoting due retries, and watching the
-runs of in-flight steps (a cancelled run with ``interrupt`` or an expired deadline cancels
+items whose worker died (idle past the lease), promoting retries as they fall due, and
+watching the runs of in-flight steps (a cancelled run with ``interrupt`` or an expired deadline cancels
 its running steps). ``stop()`` drains: the worker claims nothing more (its steps' commits
 hand off no next item), items it claimed but did not start are handed back at once, in-flight
 steps get ``grace`` seconds to finish, the rest are cancelled and released for other workers.
@@ -12,6 +12,7 @@ steps get ``grace`` seconds to finish, the rest are cancelled and released for o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 _ROUTINE = frozenset({"committed", "duplicate", "parked", "dropped", "throttled"})
 """Step results logged at DEBUG (one line per item); the others are logged at INFO."""
+
+_PROMOTE_IDLE = 1.0
+"""Seconds between two looks for due retries when none is known to wait (another worker's)."""
 
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=30.0, jitter=0.5)
 """Distributed workers retry nodes without a policy of their own: 3 attempts, 1 s doubling."""
@@ -115,6 +119,7 @@ class DistributedWorker:
         self._handoffs: dict[asyncio.Task[StepResult], Handoff] = {}
         self._handed_back: set[str] = set()
         self._slot_freed = asyncio.Event()
+        self._retry_queued = asyncio.Event()
         self._stopping = asyncio.Event()
         self._limited = any(spec.limits for spec in workflow.graph.nodes.values())
         self._tracing = tracing()  # None: tracing is off (floxide.tracing)
@@ -142,7 +147,7 @@ class DistributedWorker:
             asyncio.create_task(self._every(self.heartbeat_interval, self._heartbeat), name="heartbeat"),
             asyncio.create_task(self._every(self.lease / 3, self._extend_leases), name="leases"),
             asyncio.create_task(self._every(max(self.lease / 2, 0.05), self._reclaim), name="reclaim"),
-            asyncio.create_task(self._every(0.1, self._promote), name="retries"),
+            asyncio.create_task(self._promoter(), name="retries"),
             asyncio.create_task(self._every(self.control_interval, self._watch_runs), name="control"),
         ]
         if isinstance(self.backend, ControlFeed):
@@ -325,6 +330,8 @@ class DistributedWorker:
             self.processed += 1
             if result in ("failed", "retrying", "crashed"):
                 self.errors += 1
+            if result == "retrying":
+                self._retry_queued.set()  # the promoter learns when it is due
             seconds = time.perf_counter() - started
             level = logging.DEBUG if result in _ROUTINE else logging.INFO
             if log.isEnabledFor(level):
@@ -407,10 +414,27 @@ class DistributedWorker:
             for hook in self.hooks:
                 _safely(hook.on_reclaim, claim)
 
-    async def _promote(self) -> None:
-        await self.backend.promote_due()
-        if self._limited:
-            await self.backend.limits.promote()
+    async def _promoter(self) -> None:
+        """Promote due retries when the earliest is due (the backend says when), at once after
+        a step of this worker asks for a retry, and at least every :data:`_PROMOTE_IDLE` seconds
+        for the retries of workers that died; throttled items every 0.1 s."""
+        while True:
+            self._retry_queued.clear()  # before the look: a retry queued during it wakes the next
+            wake_in: float | None = _PROMOTE_IDLE
+            try:
+                wake_in = (await self.backend.promote_due()).wake_in
+                if self._limited:
+                    await self.backend.limits.promote()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("promoting due retries failed", exc_info=True)
+            raise_if_cancelled()
+            wait = _PROMOTE_IDLE if wake_in is None else min(wake_in, _PROMOTE_IDLE)
+            if self._limited:
+                wait = min(wait, 0.1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry_queued.wait(), wait)
 
     async def _listen(self, feed: ControlFeed) -> None:
         """Interrupt the steps of a run as soon as the backend says it was cancelled (the poll

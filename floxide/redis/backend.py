@@ -33,6 +33,7 @@ trip or a share of one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -45,7 +46,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
-from floxide.distributed.protocols import Commit, Handoff, StepInput
+from floxide.distributed.priority import PRIORITIES
+from floxide.distributed.protocols import Commit, Handoff, Promoted, StepInput
 from floxide.errors import FloxideError
 from floxide.redis.clients import Client, for_cluster
 from floxide.redis.commits import GroupCommit
@@ -53,7 +55,7 @@ from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
 from floxide.redis.keys import GROUP, KeySpace, RunKeys
 from floxide.redis.limits import RedisLimiter
-from floxide.redis.priority import Classes, by_class
+from floxide.redis.priority import CLASS_REFRESH, Classes, by_class
 from floxide.redis.queue import StreamQueue, stream_id
 from floxide.redis.replicas import WaitingScript
 from floxide.redis.runqueue import RunQueue
@@ -129,6 +131,12 @@ class RedisBackend:
         self.classes = Classes(self)  # run priorities: the other classes' queues (floxide.redis.priority)
         self.run_queue = RunQueue(self)
         self._admitted_at = 0.0
+        classes = [dataclasses.replace(self.keys, priority=c) for c in PRIORITIES]
+        self._promote_keys = [
+            self.keys.queued,
+            self.keys.priorities,
+            *(key for c in classes for key in (c.delayed, c.stream)),
+        ]
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -335,19 +343,25 @@ class RedisBackend:
             ],
         )
 
-    async def promote_due(self) -> int:
-        """Move due retries into the stream; a few times a second, also start queued runs that
-        a run limit now allows (:mod:`floxide.redis.runqueue`)."""
-        moved = 0
-        for queue in await self.classes.each():  # each priority class's delayed items
-            moved += await self.scripts.promote(
-                keys=[queue.keys.delayed, queue.keys.stream], args=[int(time.time() * 1000), 500]
-            )
-        now = time.monotonic()
-        if now - self._admitted_at >= _ADMIT_INTERVAL:
-            self._admitted_at = now
-            await self.run_queue.admit()
-        return int(moved)
+    async def promote_due(self) -> Promoted:
+        """Move due retries of every priority class into their streams (``promote.lua``, one
+        round trip); while runs wait for a run-limit slot, also start those the limit now
+        allows (:mod:`floxide.redis.runqueue`), and look again within ``_ADMIT_INTERVAL``.
+        Once runs of several priority classes were submitted, their backlogs are read too,
+        every ``CLASS_REFRESH`` seconds (:mod:`floxide.redis.priority`)."""
+        moved, wait_ms, queued, priorities = await self.scripts.promote(
+            keys=self._promote_keys, args=[int(time.time() * 1000), 500]
+        )
+        wake_in = None if int(wait_ms) < 0 else int(wait_ms) / 1000
+        if len(await self.classes.refresh(priorities)) > 1:  # their backlogs decide the hand-offs
+            wake_in = min(wake_in, CLASS_REFRESH) if wake_in is not None else CLASS_REFRESH
+        if int(queued):
+            now = time.monotonic()
+            if now - self._admitted_at >= _ADMIT_INTERVAL:
+                self._admitted_at = now
+                await self.run_queue.admit()
+            wake_in = _ADMIT_INTERVAL if wake_in is None else min(wake_in, _ADMIT_INTERVAL)
+        return Promoted(int(moved), wake_in)
 
     async def claim_idempotency_key(self, key: str, run_id: str) -> str:
         """Remember ``run_id`` under ``key`` unless a run was submitted under it already; the

@@ -25,7 +25,7 @@ import copy
 import dataclasses
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from redis.exceptions import ResponseError
@@ -39,12 +39,13 @@ from floxide.workitem import WorkItem
 if TYPE_CHECKING:
     from floxide.redis.backend import RedisBackend
 
-__all__ = ["Classes", "by_class", "each_class"]
+__all__ = ["CLASS_REFRESH", "Classes", "by_class", "each_class"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
-_REFRESH = 0.25
-"""Seconds between two reads of the classes in use (and of their backlogs) by one worker."""
+CLASS_REFRESH = 0.25
+"""Seconds between two reads of the classes in use (and of their backlogs) by one worker; its
+retry promotion reads them that often once several classes are in use."""
 
 _BUSY_FOR = 1.0
 """A class that yielded items within this many seconds counts as busy (for hand-offs)."""
@@ -70,14 +71,19 @@ class Classes:
         return found
 
     async def used(self) -> tuple[Priority, ...]:
-        """The classes runs were submitted with (``normal`` always), read every few seconds."""
-        now = time.monotonic()
-        if now - self._read_at >= _REFRESH:
-            self._read_at = now
-            members = await self.main.client.smembers(self.main.keys.priorities)
-            self._used = tuple(c for c in PRIORITIES if c == "normal" or c in members)
-            if len(self._used) > 1:
-                await self._read_backlogs(now)
+        """The classes runs were submitted with (``normal`` always), read every ``CLASS_REFRESH`` s."""
+        if time.monotonic() - self._read_at >= CLASS_REFRESH:
+            await self.refresh(cast(set[str], await self.main.client.smembers(self.main.keys.priorities)))
+        return self._used
+
+    async def refresh(self, members: Iterable[str]) -> tuple[Priority, ...]:
+        """Take ``members`` of the ``priorities`` set as the classes in use (the workers' retry
+        promotion reads it); with several, read their backlogs as well."""
+        now = self._read_at = time.monotonic()
+        found = set(members)
+        self._used = tuple(c for c in PRIORITIES if c == "normal" or c in found)
+        if len(self._used) > 1:
+            await self._read_backlogs(now)
         return self._used
 
     async def _read_backlogs(self, now: float) -> None:

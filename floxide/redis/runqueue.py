@@ -11,8 +11,9 @@ limit are active; the ``active`` set holds the runs it started, and a run leaves
 its slot) once it is Completed, Failed or Cancelled, or gone. Admission happens
 
 * right after a submission (the run starts at once if a slot is free and no run is ahead);
-* in every worker, a few times a second (:meth:`RedisBackend.promote_due`), so a slot freed
-  by a finished run is taken within a fraction of a second;
+* in every worker, four times a second while runs wait (:meth:`RedisBackend.promote_due`
+  says how many wait; it looks at least once a second), so a slot freed by a finished run
+  is taken within a fraction of a second;
 * on each tick of the operator's Workflow timer, and of ``floxide schedule``.
 
 Admitters may run at once anywhere: the script checks that the active set and the head of

@@ -50,7 +50,8 @@ from floxide.distributed import (
 from floxide.distributed.execution import child_id
 from floxide.redis import RedisBackend
 from floxide.workitem import WorkItem
-from tests.redis.conftest import BackendFactory
+from tests.distributed.inprocess import running
+from tests.redis.conftest import NAMESPACE, BackendFactory
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -80,6 +81,21 @@ async def flaky(n: int) -> int:
 
 retrying = Workflow(
     "retrying", start=flaky, retry={flaky: RetryPolicy(max_attempts=3, initial_backoff=0.3, jitter=0)}
+)
+
+ATTEMPTS: list[tuple[int, float]] = []  # (attempt, when it started) of ``once``
+
+
+@node
+async def once(ctx: WorkflowCtx[Any], n: int) -> int:
+    ATTEMPTS.append((ctx.attempt, time.monotonic()))
+    if ctx.attempt == 1:
+        raise ConnectionError("fails once")
+    return n
+
+
+fails_once = Workflow(
+    "fails-once", start=once, retry={once: RetryPolicy(max_attempts=2, initial_backoff=0.3, jitter=0)}
 )
 
 SWITCH = {"broken": True}
@@ -170,7 +186,8 @@ async def test_retries_wait_in_the_delayed_queue(make_backend: BackendFactory) -
     assert await process_claim(retrying, backend, claim) == "retrying"
     assert await backend.queue.claim("c", count=1, block=0) == []
     assert await backend.queue.backlog() == (1, 0)
-    assert await backend.promote_due() == 0
+    waiting = await backend.promote_due()  # nothing due yet; the backend says when it will be
+    assert waiting.moved == 0 and waiting.wake_in is not None and 0.15 < waiting.wake_in <= 0.3
 
     other = backend
     if isinstance(backend, RedisBackend):  # durable: any other process can promote it
@@ -179,14 +196,48 @@ async def test_retries_wait_in_the_delayed_queue(make_backend: BackendFactory) -
         assert 0.2 < score[0][1] / 1000 - time.time() <= 0.3
         other = make_backend("retrying")
     deadline = time.monotonic() + 5
-    while await other.promote_due() == 0:
+    while (await other.promote_due()).moved == 0:
         assert time.monotonic() < deadline, "the retry never became due"
         await asyncio.sleep(0.02)
     assert time.monotonic() - failed_at >= 0.25
+    assert (await other.promote_due()).wake_in is None  # nothing waits any more
     [again] = await backend.queue.claim("c", count=1, block=1)
     assert (again.item.item_id, again.item.attempt, again.item.payload) == ("root", 2, 1)
     state = await backend.items.get("r", "root")
     assert state is not None and state.attempt == 2
+
+
+async def test_a_worker_promotes_its_retry_when_it_falls_due(make_backend: BackendFactory) -> None:
+    backend = make_backend("fails-once")
+    ATTEMPTS.clear()
+    async with running(fails_once, backend, count=1, retry=None):
+        await start_run(fails_once, backend, 7, run_id="r")
+        info = await DistributedOrchestrator(fails_once, backend).wait_for_completion("r", timeout=10)
+    assert info.status is RunStatus.COMPLETED
+    (first, started), (second, again) = ATTEMPTS
+    assert (first, second) == (1, 2)
+    # the worker's promoter, woken by its own retry, sleeps until the retry is due: not a
+    # second-long idle look, nor a tight poll
+    assert 0.3 <= again - started < 0.65, again - started
+
+
+async def test_an_idle_worker_looks_for_due_retries_about_once_a_second(redis_url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url, decode_responses=True)
+    backend = RedisBackend(client, "fails-once", namespace=NAMESPACE)
+    try:
+        async with running(fails_once, backend, count=1, retry=None):
+            await asyncio.sleep(0.3)
+            before = await client.info("commandstats")
+            await asyncio.sleep(2.0)
+            after = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    # promote.lua reads each of the three priority classes' delayed sets (ZRANGEBYSCORE, which
+    # nothing else of an idle worker runs): twice or three times in 2 s (was 20 times)
+    looks = after["cmdstat_zrangebyscore"]["calls"] - before["cmdstat_zrangebyscore"]["calls"]
+    assert looks <= 9, looks
 
 
 # -- fail and retry -----------------------------------------------------------------------------------

@@ -363,7 +363,7 @@ async def test_item_states_of_retries_and_failures(make_backend: BackendFactory)
     assert await worker.run_once() == "retrying"
     state = await backend.items.get("r", "root")
     assert state is not None and (state.status, state.attempt) == (ItemStatus.WAITING_RETRY, 2)
-    assert await backend.promote_due() == 1
+    assert (await backend.promote_due()).moved == 1
     state = await backend.items.get("r", "root")  # due, back in the queue: waiting for a worker
     assert state is not None and (state.status, state.attempt) == (ItemStatus.WAITING_RETRY, 2)
     [claim] = await backend.queue.claim("c", count=1, block=0)
