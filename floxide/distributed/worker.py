@@ -3,16 +3,16 @@
 Beside the steps, supervised background tasks keep the worker honest: heartbeats (so
 ``floxide workers`` and the operator see it), lease renewal for long steps, reclaiming
 items whose worker died (idle past the lease), promoting retries as they fall due, and
-watching the runs of in-flight steps (a cancelled run with ``interrupt`` or an expired deadline cancels
-its running steps). ``stop()`` drains: the worker claims nothing more (its steps' commits
-hand off no next item), items it claimed but did not start are handed back at once, in-flight
-steps get ``grace`` seconds to finish, the rest are cancelled and released for other workers.
+watching the runs of in-flight steps (a cancelled run with ``interrupt`` or an expired
+deadline cancels its running steps). ``stop()`` drains: the worker claims nothing more (its
+steps' commits hand off no next item), items it claimed but did not start are handed back at
+once, in-flight steps get ``grace`` seconds to finish, the rest are cancelled and released for
+other workers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -119,7 +119,7 @@ class DistributedWorker:
         self._handoffs: dict[asyncio.Task[StepResult], Handoff] = {}
         self._handed_back: set[str] = set()
         self._slot_freed = asyncio.Event()
-        self._retry_queued = asyncio.Event()
+        self._promoter_nap: asyncio.Future[None] | None = None  # done: the promoter looks again
         self._stopping = asyncio.Event()
         self._limited = any(spec.limits for spec in workflow.graph.nodes.values())
         self._tracing = tracing()  # None: tracing is off (floxide.tracing)
@@ -330,8 +330,8 @@ class DistributedWorker:
             self.processed += 1
             if result in ("failed", "retrying", "crashed"):
                 self.errors += 1
-            if result == "retrying":
-                self._retry_queued.set()  # the promoter learns when it is due
+            if result == "retrying" and self._promoter_nap is not None and not self._promoter_nap.done():
+                self._promoter_nap.set_result(None)  # the promoter looks at once: it learns when it is due
             seconds = time.perf_counter() - started
             level = logging.DEBUG if result in _ROUTINE else logging.INFO
             if log.isEnabledFor(level):
@@ -418,8 +418,10 @@ class DistributedWorker:
         """Promote due retries when the earliest is due (the backend says when), at once after
         a step of this worker asks for a retry, and at least every :data:`_PROMOTE_IDLE` seconds
         for the retries of workers that died; throttled items every 0.1 s."""
+        loop = asyncio.get_running_loop()
         while True:
-            self._retry_queued.clear()  # before the look: a retry queued during it wakes the next
+            # set before the look: a retry queued during it ends the nap that follows at once
+            nap = self._promoter_nap = loop.create_future()
             wake_in: float | None = _PROMOTE_IDLE
             try:
                 wake_in = (await self.backend.promote_due()).wake_in
@@ -433,8 +435,11 @@ class DistributedWorker:
             wait = _PROMOTE_IDLE if wake_in is None else min(wake_in, _PROMOTE_IDLE)
             if self._limited:
                 wait = min(wait, 0.1)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._retry_queued.wait(), wait)
+            timer = loop.call_later(wait, _end_nap, nap)
+            try:
+                await nap
+            finally:
+                timer.cancel()
 
     async def _listen(self, feed: ControlFeed) -> None:
         """Interrupt the steps of a run as soon as the backend says it was cancelled (the poll
@@ -478,6 +483,11 @@ class DistributedWorker:
                 if token is not None:
                     token.cancel(reason)
                 task.cancel()
+
+
+def _end_nap(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
 
 
 def raise_if_cancelled() -> None:
