@@ -217,7 +217,7 @@ class GroupCommit:
         reply = cast(list[Any], await self._call(group.keys, document))
         results = [str(r) for r in reply[0]]
         for handoff, entry in zip(handoffs, reply[1:], strict=False):
-            _hand_off(handoff, entry)
+            _hand_off(handoff, entry, self.b.keys.priority)
         # a step cancelled while the call ran takes no next item: handed back at once (released,
         # not left to look like a crash when its lease runs out)
         orphans = [h.claim for p in pending if p.future.cancelled() and (h := p.handoff) and h.claim]
@@ -285,9 +285,11 @@ class GroupCommit:
         raise FloxideError(f"context field of run '{commit.item.run_id}' kept changing; commit gave up")
 
 
-def _hand_off(handoff: Handoff, entry: list[Any]) -> None:
-    """Fill ``handoff`` from one claimed entry of commit.lua's reply (and its run's state, if told)."""
-    handoff.claim = Claim(item=WorkItem.model_validate_json(entry[1]), delivery=entry[0])
+def _hand_off(handoff: Handoff, entry: list[Any], priority: str) -> None:
+    """Fill ``handoff`` from one claimed entry of commit.lua's reply (and its run's state, if told);
+    the entry is of class ``priority`` (the stream the commit read)."""
+    item = WorkItem.model_validate_json(entry[1])  # validated; the claim around it needs no check
+    handoff.claim = Claim.model_construct(item=item, delivery=entry[0], priority=priority)
     if len(entry) == 5 and entry[2]:
         status, deadline, interrupt = entry[2:]
         moment = datetime.fromisoformat(deadline).timestamp() if deadline else None

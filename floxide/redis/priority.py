@@ -109,6 +109,8 @@ class Classes:
     def hand_off_allowed(self, priority: str) -> bool:
         """Whether a commit of ``priority`` may claim the next item of its own class: no higher
         class had items waiting at the last claims."""
+        if not self._busy:  # one class in use (or none busy yet): the common case, per commit
+            return True
         now = time.monotonic()
         return not any(
             now - self._busy.get(c, float("-inf")) < _BUSY_FOR for c in PRIORITIES[: rank(priority)]
@@ -195,8 +197,8 @@ def _sibling(backend: RedisBackend, priority: Priority) -> RedisBackend:
 def by_class(method: F) -> F:
     """Run a backend method on a claim with the backend of the claim's priority class.
 
-    A commit's hand-off is skipped while a higher class is busy, and the claim it brings is
-    marked with the class it came from.
+    A commit's hand-off is skipped while a higher class is busy (the claim it brings is of
+    the class it came from: the commit reads that class's stream).
     """
 
     @functools.wraps(method)
@@ -206,10 +208,7 @@ def by_class(method: F) -> F:
         if handoff is not None and not self.classes.hand_off_allowed(claim.priority):
             kwargs["handoff"] = None
             handoff = None
-        result = await method(target, claim, *args, **kwargs)
-        if handoff is not None and getattr(handoff, "claim", None) is not None:
-            handoff.claim.priority = claim.priority
-        return result
+        return await method(target, claim, *args, **kwargs)
 
     return cast(F, dispatch)
 
