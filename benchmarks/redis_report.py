@@ -240,6 +240,10 @@ def profile_report(folder: Path, items: Counter[str]) -> str:
         table: Table = pstats.Stats(*files).stats  # type: ignore[attr-defined]
         idle = sum(v[2] for (_, _, fn), v in table.items() if fn == IDLE)
         serving = _cumulative(table, "asyncio/base_events.py", "_run_once") - idle
+        if serving <= 0:  # uvloop: its loop is C code; Python's own time is what was serving
+            serving = sum(v[2] for (f, _, fn), v in table.items() if fn not in STARTUP and not (
+                f.endswith("asyncio/runners.py") and fn == "run"
+            ))  # fmt: skip
         per = 1e6 / items[shape]
         where = f"{items[shape]:,} items, {len(files)} processes"
         lines.append(f"  {shape} ({where}): event loop busy {serving * per:,.0f} us/item")

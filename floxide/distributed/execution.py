@@ -168,7 +168,7 @@ def plan_commit(
             continue
         scope = (*item.scope, (opened, index)) if opened else item.scope
         commit.children.append(
-            WorkItem.model_construct(  # every field built here, of its type: no validation
+            WorkItem(
                 run_id=item.run_id,
                 item_id=child_id(item.item_id, index),
                 node=emit.node,

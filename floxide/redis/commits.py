@@ -288,8 +288,7 @@ class GroupCommit:
 def _hand_off(handoff: Handoff, entry: list[Any], priority: str) -> None:
     """Fill ``handoff`` from one claimed entry of commit.lua's reply (and its run's state, if told);
     the entry is of class ``priority`` (the stream the commit read)."""
-    item = WorkItem.model_validate_json(entry[1])  # validated; the claim around it needs no check
-    handoff.claim = Claim.model_construct(item=item, delivery=entry[0], priority=priority)
+    handoff.claim = Claim(item=WorkItem.model_validate_json(entry[1]), delivery=entry[0], priority=priority)
     if len(entry) == 5 and entry[2]:
         status, deadline, interrupt = entry[2:]
         moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
