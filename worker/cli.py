@@ -9,6 +9,7 @@ worker on the machine, say, included), each reported as one line.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import traceback
@@ -126,6 +127,8 @@ def worker(
     configure(
         format=settings.logging.format, level=settings.logging.level_number, worker_id=process.worker_id
     )
+    gc.collect()
+    gc.freeze()  # what start-up made lives for good: the collector stops scanning it again and again
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             code = runner.run(process.run())
