@@ -6,6 +6,8 @@ Cases:
   are those of one commit;
 * durable retries: a failed attempt waits in the delayed queue (not in any process: another
   connection promotes it), is not handed out before its time, then comes back with attempt 2;
+  the backend says when the earliest waiting retry is due; a worker promotes its own retry
+  when it falls due, and an idle worker looks for due retries about once a second;
 * fail: an item that fails for good is recorded in ``errors`` (permanent), dead-lettered,
   kept for a retry, counted, and fails the run with a message naming the node and error;
   ``retry`` (Failed -> Running) re-queues it with attempt 1 and clears the run's error; an
@@ -26,6 +28,7 @@ from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel
+from redis.asyncio import Redis
 
 from floxide import (
     AlreadyCompleted,
@@ -222,8 +225,6 @@ async def test_a_worker_promotes_its_retry_when_it_falls_due(make_backend: Backe
 
 
 async def test_an_idle_worker_looks_for_due_retries_about_once_a_second(redis_url: str) -> None:
-    from redis.asyncio import Redis
-
     client = Redis.from_url(redis_url, decode_responses=True)
     backend = RedisBackend(client, "fails-once", namespace=NAMESPACE)
     try:
