@@ -330,8 +330,8 @@ class DistributedWorker:
             self.processed += 1
             if result in ("failed", "retrying", "crashed"):
                 self.errors += 1
-            if result == "retrying" and self._promoter_nap is not None and not self._promoter_nap.done():
-                self._promoter_nap.set_result(None)  # the promoter looks at once: it learns when it is due
+            if result == "retrying" and self._promoter_nap is not None:
+                _end_nap(self._promoter_nap)  # the promoter looks at once: it learns when it is due
             seconds = time.perf_counter() - started
             level = logging.DEBUG if result in _ROUTINE else logging.INFO
             if log.isEnabledFor(level):
