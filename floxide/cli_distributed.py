@@ -213,14 +213,12 @@ def _steer(
                 return info.status, info
 
     now, done = run_command(go(), verbose=verbose)
-    if done is not None:  # the recorded output (as 'floxide run' prints it), exit status 0
-        if as_json:
-            recorded = {"run_id": run, "status": now.value, "output": done.output}
-            views.show(recorded, views.OutputFormat.JSON, lambda wide: "")
-        else:
-            print_outcome(done, all_outputs=False, outputs=[])
+    if done is not None and not as_json:  # the recorded output (as 'floxide run' prints it), status 0
+        print_outcome(done, all_outputs=False, outputs=[])
         return
-    shown = {"run_id": run, "status": now.value}
+    shown: dict[str, Any] = {"run_id": run, "status": now.value}
+    if done is not None:
+        shown["output"] = done.output
     views.show(shown, views.pick_format(None, as_json=as_json), lambda wide: f"run {run}: {now.value}")
 
 
