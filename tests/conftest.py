@@ -5,6 +5,8 @@
   pending 2 s after the test ends fails it (it would otherwise be cancelled silently with the loop).
 * Under pytest-xdist (``-n N``, as ``scripts/test.sh`` runs), a test file stays in one process,
   and so does each tier that starts a cluster (:func:`pytest_xdist_make_scheduler`).
+* Hypothesis runs without its per-example deadline: the property tests check results, and an
+  example that is slow because the machine is loaded is not a failure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("floxide", deadline=None)
+settings.load_profile("floxide")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -18,7 +18,6 @@ it starts). Large data belongs outside the run: pass a reference (an object-stor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -86,23 +85,26 @@ def check_commit(commit: Commit, *, context: BaseModel | None, limit: int | None
     """
     if limit is None:
         return
-    for what, value in _values(commit, context):
-        size = payload_size(value)
-        if size > limit:
-            raise _refusal(what, size, limit)
-
-
-def _values(commit: Commit, context: BaseModel | None) -> Iterator[tuple[str, Any]]:
-    node = f"node '{commit.item.node}'"
+    node = commit.item.node
     for value in commit.outputs:
-        yield f"the output of {node}", value
+        _check(value, limit, "the output of node '{}'", node)
     for child in commit.children:
-        yield f"the input {node} sends to '{child.node}'", child.payload
+        _check(child.payload, limit, "the input node '{}' sends to '{}'", node, child.node)
     for target, value in commit.arrivals:
-        yield f"the input {node} sends to the join '{target}'", value
+        _check(value, limit, "the input node '{}' sends to the join '{}'", node, target)
+    if not commit.changes:
+        return
     changed = dict.fromkeys(str(change["field"]) for change in commit.changes)
     for name in changed:
         value = getattr(context, name) if context is not None and name in type(context).model_fields else None
         if value is None:
             value = next(c["value"] for c in commit.changes if c["field"] == name)
-        yield f"context field '{name}' after {node}", value
+        _check(value, limit, "context field '{}' after node '{}'", name, node)
+
+
+def _check(value: Any, limit: int, what: str, *names: str) -> None:
+    """Raise :class:`PayloadTooLarge` if ``value`` is over ``limit``; ``what`` (a format of
+    ``names``) says which value it is, and is only formatted then."""
+    size = payload_size(value)
+    if size > limit:
+        raise _refusal(what.format(*names), size, limit)

@@ -25,7 +25,7 @@
 --    x: the item's index in its frame, f: the item's frame ("" for the run), o: the frame the step
 --    opens ("" for none), sc: the opened frame's scope JSON, j: the opened frame's joins
 --    (comma-separated), ch: children count, su: [[node, item JSON, item id]] successors,
---    ar: [[join node, value JSON]] arrivals, ou: [output JSON], t: seconds (string),
+--    ar: [[join node, value JSON]] arrivals, ou: [output JSON], t: seconds (a number),
 --    op: [[kind, field, key index (0 for none), [values]]] context deltas, tc: the step span's
 --    trace context (an object of W3C headers; a join the step fires carries it as its "trace")};
 --    the client leaves out f, x, o, sc, j, ch, su, ar, ou, op and tc when they are empty ("", 0,
@@ -49,8 +49,13 @@ local stream, group = KEYS[1], doc.g
 local runs, steps = doc.runs, doc.s
 local by_id = {}
 
+-- an item state's JSON: spliced when the id and the node need no escaping (the usual case)
 local function state(id, node, status, attempt)
-  return cjson.encode({item_id = id, node = node, status = status, attempt = attempt})
+  if string.find(id, '[%c"\\]') or string.find(node, '[%c"\\]') then
+    return cjson.encode({item_id = id, node = node, status = status, attempt = attempt})
+  end
+  return '{"item_id":"' .. id .. '","node":"' .. node .. '","status":"' .. status .. '","attempt":' ..
+    string.format('%d', attempt) .. '}'
 end
 local function add(tbl, key, n) tbl[key] = (tbl[key] or 0) + n end
 -- a string field of an item's JSON: by pattern (fields before the payload), decoded when escaped
@@ -156,7 +161,7 @@ for n, s in ipairs(steps) do
     run.applied = run.applied + 1
     apply_ops(run, s.op)
     add(run.counts, s.nd .. ':completed', 1)
-    add(run.seconds, s.nd .. ':seconds', tonumber(s.t))
+    add(run.seconds, s.nd .. ':seconds', s.t)
     for _, out in ipairs(s.ou) do
       redis.call('RPUSH', run.outputs, out)
       if redis.call('HSETNX', run.info, 'output', out) == 1 then redis.call('HSET', run.info, 'has_output', '1') end
@@ -191,11 +196,13 @@ local function close(run, f, closer, trace)
     local inbox = KEYS[run.ib[f]]
     local entries = redis.call('HGETALL', inbox)
     if #entries > 0 then redis.call('DEL', inbox) end
-    local names, order = {}, {}
+    local names, order, values = {}, {}, {}
     for i = 1, #entries, 2 do
       local name = string.match(entries[i], '^([^\31]*)\31')
       if not order[name] then order[name] = {}; names[#names + 1] = name end
-      table.insert(order[name], {entries[i], entries[i + 1]})
+      local list = order[name]
+      list[#list + 1] = entries[i]
+      values[entries[i]] = entries[i + 1]
     end
     if f ~= '' then
       for name in string.gmatch(redis.call('HGET', run.fjoins, f) or '', '[^,]+') do
@@ -208,14 +215,13 @@ local function close(run, f, closer, trace)
     if f ~= '' then parent_scope = redis.call('HGET', run.fscope, f) end
     for _, name in ipairs(names) do
       local list = order[name]
-      table.sort(list, function(a, b) return a[1] < b[1] end)
-      local values = {}
-      for i, e in ipairs(list) do values[i] = e[2] end
+      table.sort(list)  -- by field: the arrival's index in its frame, then its item id
+      for i, key in ipairs(list) do list[i] = values[key] end
       -- the stored scope and values are JSON already: spliced in, not decoded and encoded again
       local head = cjson.encode({run_id = run.id, item_id = 'j:' .. closer .. ':' .. name, node = name, attempt = 1,
         trace = trace})
       run.succ[#run.succ + 1] = {name, string.sub(head, 1, -2) .. ',"scope":' .. parent_scope ..
-        ',"payload":[' .. table.concat(values, ',') .. ']}', 'j:' .. closer .. ':' .. name}
+        ',"payload":[' .. table.concat(list, ',') .. ']}', 'j:' .. closer .. ':' .. name}
     end
     if f == '' then
       redis.call('HSET', run.frames, '', #names)

@@ -15,7 +15,6 @@ on a conflict with the value read again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Sequence
@@ -46,13 +45,12 @@ GROUP_LIMIT = 64
 
 _CAS_RETRIES = 20
 
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-"""``json.dumps`` with these options builds an encoder on every call; this one is built once."""
+_STATUS = {status.value: status for status in RunStatus}
 
 
-def _json(value: Any) -> str:
-    return _ENCODER.encode(value)
+def _json(value: Any) -> bytes:
+    """``value`` (JSON data) as compact JSON; NaN and infinities as ``json`` writes them."""
+    return to_json(value, inf_nan_mode="constants")
 
 
 @dataclass
@@ -74,11 +72,13 @@ class _Group:
         self.runs: list[dict[str, Any]] = []
         self.index: dict[str, int] = {}  # run id -> position in runs
         self.extra: dict[str, dict[str, int]] = {}  # run id -> key -> KEYS index (inboxes, context)
+        self.run_keys: list[RunKeys] = []  # the keys of each run, by position
         self.steps: list[dict[str, Any]] = []
 
-    def _run(self, run_id: str, keys: RunKeys) -> int:
+    def _run(self, run_id: str) -> int:
         position = self.index.get(run_id)
         if position is None:
+            keys = self.b.run_keys(run_id)
             position = self.index[run_id] = len(self.runs)
             first = len(self.keys) + 1
             fixed = self.fixed.get(run_id)
@@ -94,6 +94,7 @@ class _Group:
                 ]  # fmt: skip
             self.keys += fixed
             self.extra[run_id] = {}
+            self.run_keys.append(keys)
             self.runs.append({"id": run_id, "k": first, "x": [], "ib": {}})
             for _, _, key in self.b.layout.separate_keys(keys):
                 self._key(run_id, key)
@@ -111,20 +112,23 @@ class _Group:
 
     def add(self, pending: _Pending) -> None:
         commit, item = pending.commit, pending.commit.item
-        keys = self.b.run_keys(item.run_id)
-        position = self._run(item.run_id, keys)
-        run = self.runs[position]
+        position = self._run(item.run_id)
+        run, keys = self.runs[position], self.run_keys[position]
         inbox = run["ib"]
-        for f in ("", *(f for f, _ in item.scope), *((commit.opened,) if commit.opened else ())):
+        if "" not in inbox:
+            inbox[""] = self._key(item.run_id, keys.inbox(""))
+        for f, _ in item.scope:
             if f not in inbox:
                 inbox[f] = self._key(item.run_id, keys.inbox(f))
+        if commit.opened and commit.opened not in inbox:
+            inbox[commit.opened] = self._key(item.run_id, keys.inbox(commit.opened))
         ops = []
         for kind, name, separate, values in pending.ops:
             index = self._key(item.run_id, keys.ctx_field(separate, name)) if separate is not None else 0
             ops.append((kind, name, index, values))
         step: dict[str, Any] = {
             "r": position + 1, "d": pending.claim.delivery, "i": item.item_id, "nd": item.node,
-            "a": item.attempt, "t": repr(commit.seconds),
+            "a": item.attempt, "t": commit.seconds,
         }  # fmt: skip
         # the rest only when not empty (the script reads a missing one as empty)
         if item.scope:
@@ -292,4 +296,4 @@ def _hand_off(handoff: Handoff, entry: list[Any], priority: str) -> None:
     if len(entry) == 5 and entry[2]:
         status, deadline, interrupt = entry[2:]
         moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
-        handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")
+        handoff.state = StepInput(_STATUS[status], None, moment, interrupt == "1")

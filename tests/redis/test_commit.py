@@ -40,6 +40,7 @@ from floxide import (
     Workflow,
     WorkflowCtx,
     edge,
+    join,
     node,
 )
 from floxide.distributed import (
@@ -176,6 +177,37 @@ async def test_a_second_commit_of_an_item_only_acknowledges(make_backend: Backen
     root = await backend.items.get("r", "root")
     assert root is not None and root.status is ItemStatus.COMPLETED
     assert [i.item_id for i in await backend.queue.pending("r")] == [child_id("root", 0), child_id("root", 1)]
+
+
+async def test_node_names_that_need_escaping_commit_as_they_are(make_backend: BackendFactory) -> None:
+    """The commit writes item states by splicing ids and node names into JSON when they need no
+    escaping: names with quotes, backslashes or control characters come back intact."""
+
+    @node(name='spread "wide" \\ far')
+    async def spread(n: int) -> NextAll[int]:
+        return NextAll(list(range(n)))
+
+    @node(name="pass\tthrough")
+    async def through(i: int) -> float:
+        return i / 2
+
+    @node(name="gather")
+    async def gather(values: list[float]) -> float:
+        return sum(values)
+
+    workflow = Workflow("odd-names", start=spread, edges=[edge(spread, through), join(through, gather)])
+    backend = make_backend("odd-names")
+    orchestrator = DistributedOrchestrator(workflow, backend)
+    async with running(workflow, backend):
+        run_id = await orchestrator.start_run(4)
+        info = await orchestrator.wait_for_completion(run_id, timeout=10)
+    assert (info.status, info.output) == (RunStatus.COMPLETED, 3.0)
+    states = sorted((s.node, s.status.value) for s in await backend.items.list(run_id))
+    assert states == [
+        ("gather", "Completed"),
+        *[("pass\tthrough", "Completed")] * 4,
+        ('spread "wide" \\ far', "Completed"),
+    ]
 
 
 # -- durable retries --------------------------------------------------------------------------------
