@@ -92,8 +92,6 @@ def check_commit(commit: Commit, *, context: BaseModel | None, limit: int | None
         _check(child.payload, limit, "the input node '{}' sends to '{}'", node, child.node)
     for target, value in commit.arrivals:
         _check(value, limit, "the input node '{}' sends to the join '{}'", node, target)
-    if not commit.changes:
-        return
     changed = dict.fromkeys(str(change["field"]) for change in commit.changes)
     for name in changed:
         value = getattr(context, name) if context is not None and name in type(context).model_fields else None

@@ -45,8 +45,6 @@ GROUP_LIMIT = 64
 
 _CAS_RETRIES = 20
 
-_STATUS = {status.value: status for status in RunStatus}
-
 
 def _json(value: Any) -> bytes:
     """``value`` (JSON data) as compact JSON; NaN and infinities as ``json`` writes them."""
@@ -115,13 +113,9 @@ class _Group:
         position = self._run(item.run_id)
         run, keys = self.runs[position], self.run_keys[position]
         inbox = run["ib"]
-        if "" not in inbox:
-            inbox[""] = self._key(item.run_id, keys.inbox(""))
-        for f, _ in item.scope:
+        for f in ("", *(f for f, _ in item.scope), *((commit.opened,) if commit.opened else ())):
             if f not in inbox:
                 inbox[f] = self._key(item.run_id, keys.inbox(f))
-        if commit.opened and commit.opened not in inbox:
-            inbox[commit.opened] = self._key(item.run_id, keys.inbox(commit.opened))
         ops = []
         for kind, name, separate, values in pending.ops:
             index = self._key(item.run_id, keys.ctx_field(separate, name)) if separate is not None else 0
@@ -296,4 +290,4 @@ def _hand_off(handoff: Handoff, entry: list[Any], priority: str) -> None:
     if len(entry) == 5 and entry[2]:
         status, deadline, interrupt = entry[2:]
         moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
-        handoff.state = StepInput(_STATUS[status], None, moment, interrupt == "1")
+        handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")
