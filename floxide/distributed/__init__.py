@@ -29,6 +29,7 @@ from floxide.distributed.protocols import (
     Promoted,
     RunInfoStore,
     StepInput,
+    Successor,
     WorkItemStateStore,
     WorkQueue,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "RunMetrics",
     "RunStatus",
     "StepInput",
+    "Successor",
     "WorkItemState",
     "WorkItemStateStore",
     "WorkQueue",

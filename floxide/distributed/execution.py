@@ -29,7 +29,7 @@ from floxide.distributed.limits import held_limits
 from floxide.distributed.models import Claim, ErrorRecord, RunInfo, RunStatus
 from floxide.distributed.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_commit, check_payload
 from floxide.distributed.priority import check_priority
-from floxide.distributed.protocols import FENCED, Backend, Commit, Handoff, StepInput
+from floxide.distributed.protocols import FENCED, Backend, Commit, Handoff, StepInput, Successor
 from floxide.errors import FloxideError, InputError, PayloadTooLarge
 from floxide.retry import RetryPolicy
 from floxide.step import Outcome, execute
@@ -155,30 +155,30 @@ def plan_commit(
     frame_joins: tuple[str, ...] = (),
     trace: dict[str, str] | None = None,
 ) -> Commit:
-    """The commit of a successful step: successor items with their scopes, arrivals, outputs;
-    the successors (and the joins the commit fires) carry ``trace``, the step span's context."""
-    commit = Commit(item=item, seconds=seconds, changes=[c.to_json() for c in outcome.changes], trace=trace)
+    """The commit of a successful step: successors (ids as :func:`child_id` makes them), the
+    frame they open, arrivals, outputs; the successors (and the joins the commit fires) carry
+    ``trace``, the step span's context."""
     opened = f"f:{item.item_id}" if outcome.fan_out else None
-    commit.opened = opened
-    commit.frame_joins = frame_joins if opened else ()
-    index = 0
+    commit = Commit(
+        item=item,
+        seconds=seconds,
+        changes=[c.to_json() for c in outcome.changes],
+        trace=trace,
+        opened=opened,
+        frame_joins=frame_joins if opened else (),
+        outputs=[to_jsonable_python(value) for value in outcome.outputs],
+    )
+    ids = hashlib.blake2b(f"{item.item_id}/".encode(), digest_size=10)  # child_id, prefix hashed once
+    children, arrivals = commit.children, commit.arrivals
     for emit in outcome.emits:
         if emit.join:
-            commit.arrivals.append((emit.node, to_jsonable_python(emit.value)))
+            arrivals.append((emit.node, to_jsonable_python(emit.value)))
             continue
-        scope = (*item.scope, (opened, index)) if opened else item.scope
-        commit.children.append(
-            WorkItem(
-                run_id=item.run_id,
-                item_id=child_id(item.item_id, index),
-                node=emit.node,
-                payload=to_jsonable_python(emit.value),
-                scope=scope,
-                trace=trace,
-            )
-        )
-        index += 1
-    commit.outputs = [to_jsonable_python(value) for value in outcome.outputs]
+        index = len(children)
+        hashed = ids.copy()
+        hashed.update(str(index).encode())
+        payload = to_jsonable_python(emit.value)
+        children.append(Successor(hashed.hexdigest(), emit.node, payload, index if opened else None))
     return commit
 
 

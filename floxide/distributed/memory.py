@@ -222,7 +222,7 @@ class InMemoryBackend:
             commit.frame_joins,
         )
         successors = [
-            *commit.children,
+            *commit.child_items(),
             *(
                 WorkItem(
                     run_id=item.run_id,

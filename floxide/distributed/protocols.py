@@ -41,6 +41,7 @@ __all__ = [
     "Promoted",
     "RunInfoStore",
     "StepInput",
+    "Successor",
     "WorkItemStateStore",
     "WorkQueue",
 ]
@@ -159,6 +160,21 @@ class Promoted:
 
 
 @dataclass(slots=True)
+class Successor:
+    """A new item a step's commit creates: ``node``'s input ``payload`` (JSON data).
+
+    ``index`` is its place in the frame the step opens (``None`` when the step opens none: it
+    stays in the step's own frames). The commit makes it a :class:`WorkItem` of the step's run:
+    attempt 1, the commit's trace, and its scope (:meth:`Commit.scope_of`).
+    """
+
+    item_id: str
+    node: str
+    payload: Any = None
+    index: int | None = None
+
+
+@dataclass(slots=True)
 class Commit:
     """A finished step, ready to be committed atomically.
 
@@ -171,7 +187,7 @@ class Commit:
     """
 
     item: WorkItem
-    children: list[WorkItem] = field(default_factory=list)
+    children: list[Successor] = field(default_factory=list)
     opened: str | None = None
     arrivals: list[tuple[str, Any]] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)
@@ -179,6 +195,27 @@ class Commit:
     seconds: float = 0.0
     frame_joins: tuple[str, ...] = ()
     trace: dict[str, str] | None = None
+
+    def scope_of(self, child: Successor) -> tuple[tuple[str, int], ...]:
+        """The fan-out frames of ``child``: the step's, and the one it opens (if any)."""
+        if self.opened is None or child.index is None:
+            return self.item.scope
+        return (*self.item.scope, (self.opened, child.index))
+
+    def child_items(self) -> list[WorkItem]:
+        """The children as the work items they become."""
+        item = self.item
+        return [
+            WorkItem(
+                run_id=item.run_id,
+                item_id=child.item_id,
+                node=child.node,
+                payload=child.payload,
+                scope=self.scope_of(child),
+                trace=self.trace,
+            )
+            for child in self.children
+        ]
 
 
 @dataclass(slots=True)

@@ -50,6 +50,7 @@ from floxide.distributed.priority import PRIORITIES
 from floxide.distributed.protocols import Commit, Handoff, Promoted, StepInput
 from floxide.errors import FloxideError
 from floxide.redis.clients import Client, for_cluster
+from floxide.redis.coalesce import Coalesced
 from floxide.redis.commits import GroupCommit
 from floxide.redis.context import ContextLayout, flatten_ops
 from floxide.redis.index import record_run
@@ -118,6 +119,7 @@ class RedisBackend:
                 )
                 setattr(self.scripts, name, script)
         self._group = GroupCommit(self)
+        self._step_input = Coalesced(self.step_inputs)
         self._group_ready = False
         self._reclaim_cursor = "-"
         self.queue = StreamQueue(self)
@@ -205,7 +207,8 @@ class RedisBackend:
         return bool(created)
 
     async def step_input(self, claim: Claim) -> StepInput:
-        return (await self.step_inputs([claim]))[0]
+        """The run state of one claim; those asked for in the same turn are read together."""
+        return await self._step_input(claim)
 
     async def step_inputs(self, claims: Sequence[Claim]) -> list[StepInput]:
         """One round trip for a batch of claims: each run's status, and each run's context once."""

@@ -19,7 +19,8 @@
 --    c: consumer of the hand-off ("" for none), n: entries to claim for it,
 --    st: also tell the state of a claimed entry's run when that run is in the group (bool),
 --    runs: [{id: run id, k: index of its run hash, x: [indexes of its other keys],
---           ib: {frame id: inbox key index}}],
+--           ib: {frame id: inbox key index}, cx: [[kind, key index]] the context's fields kept
+--           in keys of their own (list, set or map), only when the run has a context model}],
 --    s: [step]}
 --   step: {r: index in runs, d: delivery (entry id), i: item id, nd: node, a: attempt,
 --    x: the item's index in its frame, f: the item's frame ("" for the run), o: the frame the step
@@ -41,8 +42,10 @@
 -- per frame (a frame's count only changes by the net of its steps, which reaches 0 exactly when
 -- its last unit ends, whatever the order).
 --
--- Returns {{result per step}, claimed entry...}: an entry is {entry id, item JSON} or, when the
--- state is wanted and its run is in the group, {entry id, item JSON, status, deadline, interrupt}.
+-- Returns {{result per step}, {context...}, claimed entry...}: an entry is {entry id, item JSON}
+-- or, when the state is wanted and its run is in the group (with a context model: and its context
+-- is stored), {entry id, item JSON, status, deadline, interrupt}; then, for a run with a context
+-- model, the context read after the group's writes is {run id, HGETALL of ctx, one reply per cx}.
 
 local doc = cjson.decode(ARGV[1])
 local stream, group = KEYS[1], doc.g
@@ -94,8 +97,9 @@ for _, s in ipairs(steps) do
   s.su, s.ar, s.ou, s.op = s.su or {}, s.ar or {}, s.ou or {}, s.op or {}
 end
 for _, run in ipairs(runs) do
-  local got = redis.call('HMGET', run.info, 'status', 'deadline', 'interrupt')
+  local got = redis.call('HMGET', run.info, 'status', 'deadline', 'interrupt', 'ctx_ready')
   run.status, run.deadline, run.interrupt = got[1], got[2], got[3] or '0'
+  run.told = run.status and (not run.cx or got[4] == '1')  -- a claimed entry's state can be told
   run.committed = {}
   local flags = redis.call('SMISMEMBER', run.done, unpack(run.ids))
   for i, id in ipairs(run.ids) do
@@ -302,7 +306,8 @@ if doc.c ~= '' and doc.n > 0 then
     end
     if json ~= nil then
       local run = doc.st and by_id[field(json, 'run_id')]
-      if run and run.status then
+      if run and run.told then
+        run.handed = true
         if run.status == 'Running' then
           -- marked Running below, unless committed already (an entry queued by this call is not)
           local id = field(json, 'item_id')
@@ -349,5 +354,21 @@ for _, run in ipairs(runs) do
   end
 end
 
+-- the context of each run a claimed entry's state is told for, as the group left it
+local contexts = {}
+for _, run in ipairs(runs) do
+  if run.handed and run.cx then
+    local context = {run.id, redis.call('HGETALL', run.ctx)}
+    for _, c in ipairs(run.cx) do
+      local kind, key = c[1], KEYS[c[2]]
+      if kind == 'list' then context[#context + 1] = redis.call('LRANGE', key, 0, -1)
+      elseif kind == 'set' then context[#context + 1] = redis.call('SMEMBERS', key)
+      else context[#context + 1] = redis.call('HGETALL', key) end
+    end
+    contexts[#contexts + 1] = context
+  end
+end
+
+table.insert(claimed, 1, contexts)
 table.insert(claimed, 1, results)
 return claimed

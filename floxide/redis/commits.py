@@ -93,9 +93,11 @@ class _Group:
             self.keys += fixed
             self.extra[run_id] = {}
             self.run_keys.append(keys)
-            self.runs.append({"id": run_id, "k": first, "x": [], "ib": {}})
-            for _, _, key in self.b.layout.separate_keys(keys):
-                self._key(run_id, key)
+            run: dict[str, Any] = {"id": run_id, "k": first, "x": [], "ib": {}}
+            self.runs.append(run)
+            separate = [(kind, self._key(run_id, key)) for _, kind, key in self.b.layout.separate_keys(keys)]
+            if self.b.layout.model is not None:
+                run["cx"] = separate
         return position
 
     def _key(self, run_id: str, key: str) -> int:
@@ -133,7 +135,7 @@ class _Group:
                 step["j"] = ",".join(commit.frame_joins)
         if commit.children:
             step["ch"] = len(commit.children)
-            step["su"] = [(child.node, child.model_dump_json(), child.item_id) for child in commit.children]
+            step["su"] = _successors(commit)
         if commit.arrivals:
             step["ar"] = [(node, _json(value)) for node, value in commit.arrivals]
         if commit.outputs:
@@ -193,6 +195,10 @@ class GroupCommit:
                 for pending, result in zip(group, results, strict=True):
                     if not pending.future.done():
                         pending.future.set_result(result)
+                # the steps these results wake run their next items (the hand-off) up to their
+                # commits before the next call goes: they join its group instead of following
+                # it one call later (else the calls alternate, a full group and a straggler)
+                await asyncio.sleep(0)
         finally:
             self._sender = None
             for pending in self._queue:  # cancelled while steps were queued: they fail, not hang
@@ -210,18 +216,26 @@ class GroupCommit:
             if p.handoff is not None and not p.handoff.withdrawn and not p.future.cancelled()
         ]
         consumer = handoffs[0].consumer if handoffs else ""
-        want_state = self.b.layout.model is None and any(h.want_state for h in handoffs)
+        want_state = any(h.want_state for h in handoffs)
         document = group.document(consumer, len(handoffs), want_state)
         reply = cast(list[Any], await self._call(group.keys, document))
         results = [str(r) for r in reply[0]]
-        for handoff, entry in zip(handoffs, reply[1:], strict=False):
-            _hand_off(handoff, entry, self.b.keys.priority)
+        contexts = {str(c[0]): self._context(str(c[0]), c[1:]) for c in reply[1]}
+        for handoff, entry in zip(handoffs, reply[2:], strict=False):
+            _hand_off(handoff, entry, self.b.keys.priority, contexts)
         # a step cancelled while the call ran takes no next item: handed back at once (released,
         # not left to look like a crash when its lease runs out)
         orphans = [h.claim for p in pending if p.future.cancelled() and (h := p.handoff) and h.claim]
         if orphans:
             await self.b.queue.release(consumer, orphans)
         return results
+
+    def _context(self, run_id: str, replies: list[Any]) -> dict[str, Any] | None:
+        """A run's context from commit.lua's reads (the replies of ``layout.read_commands``, as
+        Lua passes them: hashes as flat lists)."""
+        kinds = ["map", *(kind for _, kind, _ in self.b.layout.separate_keys(self.b.run_keys(run_id)))]
+        shaped = [_pairs(r) if kind == "map" else r for kind, r in zip(kinds, replies, strict=True)]
+        return self.b.layout.assemble(self.b.run_keys(run_id), shaped)
 
     async def _call(self, keys: list[str | bytes], document: bytes) -> Any:
         """``commit.lua`` on this backend's own connection when it can (a plain client, no
@@ -283,11 +297,42 @@ class GroupCommit:
         raise FloxideError(f"context field of run '{commit.item.run_id}' kept changing; commit gave up")
 
 
-def _hand_off(handoff: Handoff, entry: list[Any], priority: str) -> None:
-    """Fill ``handoff`` from one claimed entry of commit.lua's reply (and its run's state, if told);
-    the entry is of class ``priority`` (the stream the commit read)."""
-    handoff.claim = Claim(item=WorkItem.model_validate_json(entry[1]), delivery=entry[0], priority=priority)
+def _successors(commit: Commit) -> list[tuple[str, str, str]]:
+    """``(node, item JSON, item id)`` of each child of ``commit``: the JSON of
+    ``commit.child_items()``, made from the parts the children share, encoded once."""
+    item = commit.item
+    head = b'{"run_id":' + to_json(item.run_id) + b',"item_id":'
+    scope = to_json(item.scope)
+    shared = b',"trace":' + to_json(commit.trace) + b',"payload":'
+    opened = commit.opened
+    frame = None if opened is None else scope[:-1] + (b",[" if item.scope else b"[") + to_json(opened)
+    nodes: dict[str, bytes] = {}
+    successors = []
+    for child in commit.children:
+        node = nodes.get(child.node)
+        if node is None:
+            node = nodes[child.node] = b',"node":' + to_json(child.node) + b',"attempt":1,"scope":'
+        where = scope if frame is None or child.index is None else b"%b,%d]]" % (frame, child.index)
+        payload = to_json(child.payload, inf_nan_mode="null")  # as WorkItem writes it
+        json = head + to_json(child.item_id) + node + where + shared + payload + b"}"
+        successors.append((child.node, json.decode(), child.item_id))
+    return successors
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A hash as Lua returns it (field, value, field, value...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _hand_off(
+    handoff: Handoff, entry: list[Any], priority: str, contexts: dict[str, dict[str, Any] | None]
+) -> None:
+    """Fill ``handoff`` from one claimed entry of commit.lua's reply (and its run's state, if told,
+    with the run's context from ``contexts``); the entry is of class ``priority`` (the stream the
+    commit read)."""
+    item = WorkItem.model_validate_json(entry[1])
+    handoff.claim = Claim(item=item, delivery=entry[0], priority=priority)
     if len(entry) == 5 and entry[2]:
         status, deadline, interrupt = entry[2:]
         moment = datetime.fromisoformat(deadline).timestamp() if deadline else None
-        handoff.state = StepInput(RunStatus(status), None, moment, interrupt == "1")
+        handoff.state = StepInput(RunStatus(status), contexts.get(item.run_id), moment, interrupt == "1")

@@ -48,12 +48,12 @@ from floxide.distributed import (
     DistributedOrchestrator,
     ItemStatus,
     RunStatus,
+    Successor,
     process_claim,
     start_run,
 )
 from floxide.distributed.execution import child_id
 from floxide.redis import RedisBackend
-from floxide.workitem import WorkItem
 from tests.distributed.inprocess import running
 from tests.redis.conftest import NAMESPACE, BackendFactory
 
@@ -351,7 +351,7 @@ async def test_a_paused_run_parks_items_until_resumed(make_backend: BackendFacto
     [claim] = await backend.queue.claim("c", count=1, block=0)
     await backend.step_input(claim)  # the step runs...
     assert await orchestrator.pause("r") is RunStatus.PAUSED
-    child = WorkItem(run_id="r", item_id="c1", node="leaf", payload=7)
+    child = Successor(item_id="c1", node="leaf", payload=7)
     assert await backend.commit(claim, Commit(item=claim.item, children=[child])) == "ok"  # ...and commits
     assert await backend.queue.claim("c", count=5, block=0) == []  # its successor was parked
     state = await backend.items.get("r", "c1")
@@ -402,7 +402,7 @@ async def test_an_in_flight_commit_of_a_cancelled_run_adds_nothing(make_backend:
     assert await backend.set_status("r", RunStatus.CANCELLED, interrupt=True) is RunStatus.CANCELLED
     info = await backend.runs.get("r")
     assert info is not None and info.interrupt
-    child = WorkItem(run_id="r", item_id="c1", node="leaf", payload=7)
+    child = Successor(item_id="c1", node="leaf", payload=7)
     await backend.commit(claim, Commit(item=claim.item, children=[child], outputs=[1]))
     assert await backend.queue.backlog() == (0, 0)
     assert await backend.queue.pending("r") == []

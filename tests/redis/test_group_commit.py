@@ -4,6 +4,13 @@ Cases:
 * 16 steps of a fan-out committed at once: one script call (``INFO commandstats``), the join
   fires once with every value in order, the run completes with the right context sum, and
   the hand-off claims the next entries for the committing worker in the same call;
+* a worker's steps stay in step: those a group's reply hands their next items to commit
+  together again, not a group and a straggler in turn;
+* a handed-off item of a run with a context model gets its run's state and context (every
+  kind of field, as the group left it) with the commit's reply: a chain reads no state of
+  its own after its first step;
+* a commit's successors are sent as the JSON of the work items they become, whatever their
+  names, scopes, trace and payload;
 * a group mixing a re-delivered step (committed already), a step of a cancelled run and a
   step of a live run: ``duplicate``, ``cancelled``, ``ok``; only the last one writes anything,
   every entry is acknowledged;
@@ -22,14 +29,27 @@ import asyncio
 from typing import Annotated, Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from floxide import Merge, NextAll, Workflow, WorkflowCtx, edge, join, node
-from floxide.distributed import Claim, Commit, ItemStatus, RunStatus, process_claim, start_run
+from floxide import Merge, NextAll, Workflow, WorkflowCtx, edge, join, node, otherwise, route, when
+from floxide.distributed import (
+    Claim,
+    Commit,
+    DistributedOrchestrator,
+    ItemStatus,
+    RunStatus,
+    Successor,
+    process_claim,
+    start_run,
+)
 from floxide.distributed.protocols import Handoff
 from floxide.redis import GROUP, RedisBackend
+from floxide.redis.commits import GroupCommit, _successors
 from floxide.workitem import WorkItem
+from tests.distributed.inprocess import running
 from tests.redis.conftest import NAMESPACE
 
 pytestmark = pytest.mark.timeout(60)
@@ -96,6 +116,121 @@ async def test_steps_finishing_together_commit_in_one_call(redis: Redis) -> None
     assert await backend.queue.backlog() == (0, 0)
 
 
+async def test_steps_handed_their_next_items_commit_together_again(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    send = GroupCommit._send
+
+    async def recorded(self: GroupCommit, pending: Any) -> list[str]:
+        sizes.append(len(pending))
+        return await send(self, pending)
+
+    monkeypatch.setattr(GroupCommit, "_send", recorded)
+    backend = backend_for(redis)
+    orchestrator = DistributedOrchestrator(fanned, backend)
+    async with running(fanned, backend, count=1, concurrency=8):
+        info = await orchestrator.wait_for_completion(await orchestrator.start_run(160), timeout=30)
+    assert info.status is RunStatus.COMPLETED and info.output == [i * 10 for i in range(160)]
+    assert sum(sizes) == 162
+    # 160 branches at 8 a time: 20 rounds of 8, plus the split's and the join's calls and a
+    # few while the first claims ramp up; a straggler following each round would make ~40
+    assert len(sizes) <= 26, sizes
+
+
+class Trail(BaseModel):
+    steps: Annotated[int, Merge.sum()] = 0
+    seen: Annotated[list[int], Merge.append()] = []
+    tags: Annotated[set[str], Merge.union()] = set()
+    marks: Annotated[dict[str, int], Merge.update()] = {}
+    last: int = -1
+
+
+@node
+async def walk(ctx: WorkflowCtx[Trail], i: int) -> int:
+    # what each step sees is what the steps before it left: the context of the hand-off
+    store = ctx.store
+    expected = (i, list(range(i)), {f"t{j}" for j in range(i)}, {f"m{j}": j for j in range(i)}, i - 1)
+    assert (store.steps, store.seen, store.tags, store.marks, store.last) == expected
+    store.steps += 1
+    store.seen.append(i)
+    store.tags.add(f"t{i}")
+    store.marks[f"m{i}"] = i
+    store.last = i
+    return i + 1
+
+
+walking = Workflow(
+    "walking", start=walk, context=Trail, edges=[route(walk, when(lambda i: i < 12, walk), otherwise())]
+)
+
+
+async def test_a_handed_off_item_gets_its_run_s_context_with_the_commit(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = RedisBackend(redis, walking.name, namespace=NAMESPACE, context_type=Trail)
+    reads: list[int] = []
+    step_input, step_inputs = RedisBackend.step_input, RedisBackend.step_inputs
+
+    async def one(self: RedisBackend, claim: Claim) -> Any:
+        reads.append(1)
+        return await step_input(self, claim)
+
+    async def some(self: RedisBackend, claims: Any) -> Any:
+        reads.append(len(claims))
+        return await step_inputs(self, claims)
+
+    monkeypatch.setattr(RedisBackend, "step_input", one)
+    monkeypatch.setattr(RedisBackend, "step_inputs", some)
+    orchestrator = DistributedOrchestrator(walking, backend)
+    async with running(walking, backend, count=1, concurrency=1, retry=None):
+        info = await orchestrator.wait_for_completion(await orchestrator.start_run(0), timeout=30)
+    assert (info.status, info.output, info.items_done) == (RunStatus.COMPLETED, 12, 12)
+    assert reads == [1]  # the first step's; the other 11 came with the commits
+    context = await backend.contexts.get(info.run_id)
+    assert context is not None and context["seen"] == list(range(12)) and context["last"] == 11
+
+
+@given(
+    run_id=st.text(min_size=1, max_size=8),
+    scope=st.lists(st.tuples(st.text(max_size=6), st.integers(0, 10**6)), max_size=3).map(tuple),
+    opened=st.none() | st.text(max_size=6),
+    trace=st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+    children=st.lists(
+        st.tuples(
+            st.text(max_size=6),
+            st.text(min_size=1, max_size=6),
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                lambda inner: (
+                    st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+                ),
+                max_leaves=6,
+            ),
+        ),
+        max_size=4,
+    ),
+)
+def test_successors_are_sent_as_the_json_of_their_work_items(
+    run_id: str,
+    scope: tuple[tuple[str, int], ...],
+    opened: str | None,
+    trace: dict[str, str] | None,
+    children: list[tuple[str, str, Any]],
+) -> None:
+    commit = Commit(
+        item=WorkItem(run_id=run_id, item_id="parent", node="split", scope=scope),
+        opened=opened,
+        trace=trace,
+        children=[
+            Successor(item_id, node, payload, index if opened is not None else None)
+            for index, (item_id, node, payload) in enumerate(children)
+        ],
+    )
+    sent = _successors(commit)
+    assert sent == [(item.node, item.model_dump_json(), item.item_id) for item in commit.child_items()]
+
+
 async def test_a_group_keeps_each_step_s_own_outcome(redis: Redis) -> None:
     backend = backend_for(redis)
     live = await start_run(fanned, backend, 2)
@@ -146,12 +281,7 @@ async def test_a_paused_run_parks_the_successors_of_its_steps_in_a_group(redis: 
     claims = await backend.queue.claim("w", count=2, block=0)
     await backend.step_inputs(claims)
     await backend.set_status(paused, RunStatus.PAUSED)
-    children = {
-        c.item.run_id: WorkItem(
-            run_id=c.item.run_id, item_id="x", node="add", payload=1, scope=(("f:root", 0),)
-        )
-        for c in claims
-    }
+    children = {c.item.run_id: Successor(item_id="x", node="add", payload=1, index=0) for c in claims}
     commits = [Commit(item=c.item, children=[children[c.item.run_id]], opened="f:root") for c in claims]
     assert await asyncio.gather(*(backend.commit(c, m) for c, m in zip(claims, commits, strict=True))) == [
         "ok",
@@ -179,7 +309,7 @@ async def test_item_states_are_json_whatever_the_names(redis: Redis) -> None:
     await backend.step_input(claim)
     state = await backend.items.get("odd", item.item_id)
     assert state is not None and state.status is ItemStatus.RUNNING
-    child = WorkItem(run_id="odd", item_id='next "two"', node=odd, payload=2)
+    child = Successor(item_id='next "two"', node=odd, payload=2)
     assert await backend.commit(claim, Commit(item=claim.item, children=[child])) == "ok"
     states = {s.item_id: (s.node, s.status) for s in await backend.items.list("odd")}
     assert states == {item.item_id: (odd, ItemStatus.COMPLETED), child.item_id: (odd, ItemStatus.QUEUED)}
