@@ -53,19 +53,28 @@ local runs, steps = doc.runs, doc.s
 local by_id = {}
 
 -- an item state's JSON: spliced when the id and the node need no escaping (the usual case)
+local plain = {}  -- node -> whether its name needs no escaping
 local function state(id, node, status, attempt)
-  if string.find(id, '[%c"\\]') or string.find(node, '[%c"\\]') then
+  local clean = plain[node]
+  if clean == nil then
+    clean = not string.find(node, '[%c"\\]')
+    plain[node] = clean
+  end
+  if not clean or string.find(id, '[%c"\\]') then
     return cjson.encode({item_id = id, node = node, status = status, attempt = attempt})
   end
   return '{"item_id":"' .. id .. '","node":"' .. node .. '","status":"' .. status .. '","attempt":' ..
     string.format('%d', attempt) .. '}'
 end
 local function add(tbl, key, n) tbl[key] = (tbl[key] or 0) + n end
--- a string field of an item's JSON: by pattern (fields before the payload), decoded when escaped
-local function field(json, name)
-  local value = string.match(json, '"' .. name .. '":"([^"]*)"')
-  if value and not string.find(value, '\\', 1, true) then return value end
-  return cjson.decode(json)[name]
+-- run id, item id, node and attempt of an item's JSON: by one pattern when the JSON starts as a
+-- WorkItem writes it and no escape is in them (the usual case), else decoded
+local function head(json)
+  local run, id, node, attempt = string.match(json,
+    '^{"run_id":"([^"\\]*)","item_id":"([^"\\]*)","node":"([^"\\]*)","attempt":(%d+)')
+  if run then return run, id, node, tonumber(attempt) end
+  local item = cjson.decode(json)
+  return item.run_id, item.item_id, item.node, item.attempt
 end
 local function pad(n) return string.format('%010d', n) end
 -- one command for a list of values, in chunks of 1,000 (unpack is bounded by Lua's C stack;
@@ -85,7 +94,8 @@ for _, run in ipairs(runs) do
   run.outputs, run.metrics, run.parked, run.ctx, run.fjoins = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8],
     KEYS[k + 9], KEYS[k + 12]
   run.ids, run.fresh, run.states, run.order = {}, {}, {}, {}
-  run.counts, run.seconds, run.deltas, run.succ, run.closers, run.traces = {}, {}, {}, {}, {}, {}
+  run.completed, run.created, run.seconds = {}, {}, {}  -- by node (a field name made once per call)
+  run.deltas, run.succ, run.closers, run.traces = {}, {}, {}, {}
   run.applied = 0
   by_id[run.id] = run
 end
@@ -164,8 +174,8 @@ for n, s in ipairs(steps) do
     run.fresh[#run.fresh + 1] = s.i
     run.applied = run.applied + 1
     apply_ops(run, s.op)
-    add(run.counts, s.nd .. ':completed', 1)
-    add(run.seconds, s.nd .. ':seconds', s.t)
+    add(run.completed, s.nd, 1)
+    add(run.seconds, s.nd, s.t)
     for _, out in ipairs(s.ou) do
       redis.call('RPUSH', run.outputs, out)
       if redis.call('HSETNX', run.info, 'output', out) == 1 then redis.call('HSET', run.info, 'has_output', '1') end
@@ -260,7 +270,7 @@ for _, run in ipairs(runs) do
   local parked = {}
   for _, s in ipairs(run.succ) do
     local node, json, id = s[1], s[2], s[3]
-    add(run.counts, node .. ':created', 1)
+    add(run.created, node, 1)
     if active then
       redis.call('XADD', stream, '*', 'item', json)
       run.states[id] = state(id, node, 'Queued', 1)
@@ -305,17 +315,19 @@ if doc.c ~= '' and doc.n > 0 then
       if entry[2][i] == 'item' then json = entry[2][i + 1] end
     end
     if json ~= nil then
-      local run = doc.st and by_id[field(json, 'run_id')]
+      local run, run_id, id, node, attempt = nil, nil, nil, nil, nil
+      if doc.st then
+        run_id, id, node, attempt = head(json)
+        run = by_id[run_id]
+      end
       if run and run.told then
         run.handed = true
         if run.status == 'Running' then
           -- marked Running below, unless committed already (an entry queued by this call is not)
-          local id = field(json, 'item_id')
-          local start = {id, field(json, 'node'), tonumber(string.match(json, '"attempt":(%d+)'))}
-          if queued[id] then run.states[id] = state(start[1], start[2], 'Running', start[3])
+          if queued[id] then run.states[id] = state(id, node, 'Running', attempt)
           else
             run.starting = run.starting or {}
-            run.starting[#run.starting + 1] = start
+            run.starting[#run.starting + 1] = {id, node, attempt}
           end
         end
         claimed[#claimed + 1] = {entry[1], json, run.status, run.deadline or false, run.interrupt}
@@ -340,8 +352,11 @@ end
 for _, run in ipairs(runs) do
   if run.applied > 0 then
     call_all('SADD', {run.done}, run.fresh)
-    for field, n in pairs(run.counts) do redis.call('HINCRBY', run.metrics, field, n) end
-    for field, x in pairs(run.seconds) do redis.call('HINCRBYFLOAT', run.metrics, field, string.format('%.17g', x)) end
+    for node, n in pairs(run.completed) do redis.call('HINCRBY', run.metrics, node .. ':completed', n) end
+    for node, n in pairs(run.created) do redis.call('HINCRBY', run.metrics, node .. ':created', n) end
+    for node, x in pairs(run.seconds) do
+      redis.call('HINCRBYFLOAT', run.metrics, node .. ':seconds', string.format('%.17g', x))
+    end
     redis.call('HINCRBY', run.info, 'items_done', run.applied)
     if #run.succ > 0 then redis.call('HINCRBY', run.info, 'items_total', #run.succ) end
   end

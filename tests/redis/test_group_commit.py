@@ -321,6 +321,18 @@ async def test_item_states_are_json_whatever_the_names(redis: Redis) -> None:
     await backend.set_status("odd", RunStatus.RUNNING)
     state = await backend.items.get("odd", child.item_id)
     assert state is not None and state.status is ItemStatus.QUEUED
+    # handed off by the commit that queued it: its id and node read back from its escaped JSON
+    [claim] = await backend.queue.claim("w", count=1, block=0)
+    assert claim.item.item_id == child.item_id
+    await backend.step_input(claim)
+    third = Successor(item_id='third "3" \\', node=odd, payload=3)
+    handoff = Handoff("w")
+    assert await backend.commit(claim, Commit(item=claim.item, children=[third]), handoff=handoff) == "ok"
+    assert handoff.claim is not None and handoff.claim.item.item_id == third.item_id
+    assert handoff.state is not None and handoff.state.status is RunStatus.RUNNING
+    assert handoff.state.context == {"total": 0}
+    state = await backend.items.get("odd", third.item_id)
+    assert state is not None and (state.node, state.status) == (odd, ItemStatus.RUNNING)
 
 
 async def _two_steps_and_two_entries(redis: Redis) -> tuple[RedisBackend, list[Claim]]:
