@@ -222,8 +222,8 @@ class Commit:
 class Handoff:
     """Asks a commit to claim the next new item for ``consumer`` in the same round trip.
 
-    The backend fills in the claim (``None``: nothing new) and, when it could read it at no
-    cost (same run, no context to read), its ``state``. A worker that stops while the step
+    The backend fills in the claim (``None``: nothing new) and, when it could read it in the
+    same call (a run of the commit), its ``state``, the context included. A worker that stops while the step
     runs sets ``withdrawn``: a commit issued after that claims nothing (one already under way
     may still bring a claim, which the worker then hands back).
     """

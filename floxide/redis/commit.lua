@@ -315,7 +315,7 @@ if doc.c ~= '' and doc.n > 0 then
       if entry[2][i] == 'item' then json = entry[2][i + 1] end
     end
     if json ~= nil then
-      local run, run_id, id, node, attempt = nil, nil, nil, nil, nil
+      local run, run_id, id, node, attempt
       if doc.st then
         run_id, id, node, attempt = head(json)
         run = by_id[run_id]

@@ -6,7 +6,10 @@ queue up and go together in the next call, up to :data:`GROUP_LIMIT` steps. One 
 acknowledges every step, applies each, and claims as many new entries for the worker as the
 group's steps ask for (the hand-off), so a worker with N steps in flight makes about one
 round trip per N steps. The call's argument is one JSON document (decoded in Lua by
-``cjson``): the client encodes one string, not some 50 arguments per step.
+``cjson``): the client encodes one string, not some 50 arguments per step. A claimed item of a
+run in the group comes with its run's state and context as the group left them, so the step
+needs no read of its own; and once a call's results are in, the next call waits one turn of
+the event loop, so that the steps they woke (the hand-off's) commit together again.
 
 A step whose context change is a custom merge (compare-and-set) is committed alone, retried
 on a conflict with the value read again.
@@ -233,9 +236,10 @@ class GroupCommit:
     def _context(self, run_id: str, replies: list[Any]) -> dict[str, Any] | None:
         """A run's context from commit.lua's reads (the replies of ``layout.read_commands``, as
         Lua passes them: hashes as flat lists)."""
-        kinds = ["map", *(kind for _, kind, _ in self.b.layout.separate_keys(self.b.run_keys(run_id)))]
+        keys = self.b.run_keys(run_id)
+        kinds = ["map", *(kind for _, kind, _ in self.b.layout.separate_keys(keys))]
         shaped = [_pairs(r) if kind == "map" else r for kind, r in zip(kinds, replies, strict=True)]
-        return self.b.layout.assemble(self.b.run_keys(run_id), shaped)
+        return self.b.layout.assemble(keys, shaped)
 
     async def _call(self, keys: list[str | bytes], document: bytes) -> Any:
         """``commit.lua`` on this backend's own connection when it can (a plain client, no
