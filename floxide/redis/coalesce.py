@@ -25,20 +25,22 @@ class Coalesced(Generic[T, R]):
     def __init__(self, batch: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
         self._batch = batch
         self._waiting: list[tuple[T, asyncio.Future[R]]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the waiting requests
         self._sending: set[asyncio.Task[None]] = set()
 
     def __call__(self, request: T) -> asyncio.Future[R]:
         """The answer to ``request``; cancelling it leaves the others' batch alone."""
         loop = asyncio.get_running_loop()
-        if self._waiting is None:
-            self._waiting = []
-            loop.call_soon(self._send)  # after the tasks already ready: their requests join
+        if self._waiting is None or self._loop is not loop:  # (a loop closed before its turn ended)
+            self._waiting, self._loop = [], loop
+            loop.call_soon(self._send, self._waiting)  # after the tasks already ready: they join
         future: asyncio.Future[R] = loop.create_future()
         self._waiting.append((request, future))
         return future
 
-    def _send(self) -> None:
-        waiting, self._waiting = self._waiting or [], None
+    def _send(self, waiting: list[tuple[T, asyncio.Future[R]]]) -> None:
+        if self._waiting is waiting:
+            self._waiting = None
         task = asyncio.ensure_future(self._answer(waiting))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
