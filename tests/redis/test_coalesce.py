@@ -56,13 +56,15 @@ async def test_tasks_woken_together_share_a_batch() -> None:
 async def test_a_request_made_during_a_batch_does_not_wait_for_it() -> None:
     doubler = Doubler()
     double = Coalesced(doubler)
-    doubler.gate.clear()
+    held = doubler.gate
+    held.clear()
     first = double(1)
-    await asyncio.sleep(0.01)  # the first batch is under way, held at the gate
-    doubler.gate.set()
+    await asyncio.sleep(0.01)  # the first batch is under way, held at its gate
     doubler.gate = asyncio.Event()
     doubler.gate.set()
-    assert await double(2) == 4
+    assert await asyncio.wait_for(double(2), 1) == 4  # answered while the first is still held
+    assert not first.done()
+    held.set()
     assert await first == 2
     assert doubler.batches == [[1], [2]]
 
@@ -98,6 +100,7 @@ def test_a_request_stranded_in_a_closed_loop_does_not_block_the_next() -> None:
     stranded.call_soon(ask_and_stop)
     stranded.run_forever()
     stranded.close()
+
     async def ask() -> int:
         return await asyncio.wait_for(double(3), 5)
 
