@@ -144,7 +144,18 @@ async def seed_run(
 
 def child_id(parent: str, index: int) -> str:
     """The id of a step's ``index``-th successor: stable, so a re-run step makes the same ids."""
-    return hashlib.blake2b(f"{parent}/{index}".encode(), digest_size=10).hexdigest()
+    return _child_id(_child_ids(parent), index)
+
+
+def _child_ids(parent: str) -> hashlib.blake2b:
+    """The hash of ``parent``'s prefix, to be copied for each of its children's ids."""
+    return hashlib.blake2b(f"{parent}/".encode(), digest_size=10)
+
+
+def _child_id(prefix: hashlib.blake2b, index: int) -> str:
+    hashed = prefix.copy()
+    hashed.update(str(index).encode())
+    return hashed.hexdigest()
 
 
 def plan_commit(
@@ -155,9 +166,9 @@ def plan_commit(
     frame_joins: tuple[str, ...] = (),
     trace: dict[str, str] | None = None,
 ) -> Commit:
-    """The commit of a successful step: successors (ids as :func:`child_id` makes them), the
-    frame they open, arrivals, outputs; the successors (and the joins the commit fires) carry
-    ``trace``, the step span's context."""
+    """The commit of a successful step: successors (ids by :func:`child_id`), the frame they
+    open, arrivals, outputs; the successors (and the joins the commit fires) carry ``trace``,
+    the step span's context."""
     opened = f"f:{item.item_id}" if outcome.fan_out else None
     commit = Commit(
         item=item,
@@ -168,17 +179,15 @@ def plan_commit(
         frame_joins=frame_joins if opened else (),
         outputs=[to_jsonable_python(value) for value in outcome.outputs],
     )
-    ids = hashlib.blake2b(f"{item.item_id}/".encode(), digest_size=10)  # child_id, prefix hashed once
+    ids = _child_ids(item.item_id)  # hashed once for all the children
     children, arrivals = commit.children, commit.arrivals
     for emit in outcome.emits:
         if emit.join:
             arrivals.append((emit.node, to_jsonable_python(emit.value)))
             continue
         index = len(children)
-        hashed = ids.copy()
-        hashed.update(str(index).encode())
         payload = to_jsonable_python(emit.value)
-        children.append(Successor(hashed.hexdigest(), emit.node, payload, index if opened else None))
+        children.append(Successor(_child_id(ids, index), emit.node, payload, index if opened else None))
     return commit
 
 
