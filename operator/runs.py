@@ -354,7 +354,9 @@ async def reconcile_run(
             ),
         ]
         new.conditions = merge_conditions(memory.coalescer.sent.get("conditions"), changed)
-        _publish(rt, memory, body, patch, new, uid=uid, now=now)
+        # timed as the patch goes, not as the tick began: reading the run took a varying while,
+        # which would let two patches land closer than the interval
+        _publish(rt, memory, body, patch, new, uid=uid, now=time.monotonic())
         await _expire(rt, memory, body, parsed, new, shown=phase_in(previous), name=name, namespace=namespace)
 
 
