@@ -14,7 +14,9 @@
 -- KEYS[...]    then the join inbox of every frame the group's steps touch and the runs' context
 --              keys of list/set/dict fields, each run listing the indexes of its own (x)
 --
--- ARGV[1]: one JSON document (cjson), so that the client encodes one argument, not ~50:
+-- ARGV[1]: one JSON document (cjson), so that the client encodes one argument, not ~50; ARGV[2 ..]:
+-- the item JSON of every successor, in the order of the steps and of each step's successors (as
+-- arguments of their own they are neither escaped into the document nor decoded from it):
 --   {g: group, now: ISO time, ttl: seconds, wf: workflow name,
 --    c: consumer of the hand-off ("" for none), n: entries to claim for it,
 --    st: also tell the state of a claimed entry's run when that run is in the group (bool),
@@ -25,7 +27,7 @@
 --   step: {r: index in runs, d: delivery (entry id), i: item id, nd: node, a: attempt,
 --    x: the item's index in its frame, f: the item's frame ("" for the run), o: the frame the step
 --    opens ("" for none), sc: the opened frame's scope JSON, j: the opened frame's joins
---    (comma-separated), ch: children count, su: [[node, item JSON, item id]] successors,
+--    (comma-separated), ch: children count, su: [[node, item id]] successors,
 --    ar: [[join node, value JSON]] arrivals, ou: [output JSON], t: seconds (a number),
 --    op: [[kind, field, key index (0 for none), [values]]] context deltas, tc: the step span's
 --    trace context (an object of W3C headers; a join the step fires carries it as its "trace")};
@@ -99,12 +101,17 @@ for _, run in ipairs(runs) do
   run.applied = 0
   by_id[run.id] = run
 end
+local arg = 1
 for _, s in ipairs(steps) do
   local run = runs[s.r]
   run.ids[#run.ids + 1] = s.i
   -- fields left out when empty
   s.f, s.x, s.o, s.sc, s.j, s.ch = s.f or '', s.x or 0, s.o or '', s.sc or '', s.j or '', s.ch or 0
   s.su, s.ar, s.ou, s.op = s.su or {}, s.ar or {}, s.ou or {}, s.op or {}
+  for _, su in ipairs(s.su) do  -- {node, item id, item JSON}
+    arg = arg + 1
+    su[3] = ARGV[arg]
+  end
 end
 for _, run in ipairs(runs) do
   local got = redis.call('HMGET', run.info, 'status', 'deadline', 'interrupt', 'ctx_ready')
@@ -234,8 +241,8 @@ local function close(run, f, closer, trace)
       -- the stored scope and values are JSON already: spliced in, not decoded and encoded again
       local head = cjson.encode({run_id = run.id, item_id = 'j:' .. closer .. ':' .. name, node = name, attempt = 1,
         trace = trace})
-      run.succ[#run.succ + 1] = {name, string.sub(head, 1, -2) .. ',"scope":' .. parent_scope ..
-        ',"payload":[' .. table.concat(list, ',') .. ']}', 'j:' .. closer .. ':' .. name}
+      run.succ[#run.succ + 1] = {name, 'j:' .. closer .. ':' .. name, string.sub(head, 1, -2) .. ',"scope":' ..
+        parent_scope .. ',"payload":[' .. table.concat(list, ',') .. ']}'}
     end
     if f == '' then
       redis.call('HSET', run.frames, '', #names)
@@ -269,7 +276,7 @@ for _, run in ipairs(runs) do
   local held = (run.status == 'Paused' or run.status == 'Failed')
   local parked = {}
   for _, s in ipairs(run.succ) do
-    local node, json, id = s[1], s[2], s[3]
+    local node, id, json = s[1], s[2], s[3]
     add(run.created, node, 1)
     if active then
       redis.call('XADD', stream, '*', 'item', json)

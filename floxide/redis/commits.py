@@ -6,7 +6,9 @@ queue up and go together in the next call, up to :data:`GROUP_LIMIT` steps. One 
 acknowledges every step, applies each, and claims as many new entries for the worker as the
 group's steps ask for (the hand-off), so a worker with N steps in flight makes about one
 round trip per N steps. The call's argument is one JSON document (decoded in Lua by
-``cjson``): the client encodes one string, not some 50 arguments per step. A claimed item of a
+``cjson``): the client encodes one string, not some 50 arguments per step; the successors'
+item JSON follow it as arguments of their own (not escaped into the document, nor decoded by
+the script). A claimed item of a
 run in the group comes with its run's state and context as the group left them, so the step
 needs no read of its own; and once a call's results are in, the next call waits one turn of
 the event loop, so that the steps they woke (the hand-off's) commit together again.
@@ -75,6 +77,7 @@ class _Group:
         self.extra: dict[str, dict[str, int]] = {}  # run id -> key -> KEYS index (inboxes, context)
         self.run_keys: list[RunKeys] = []  # the keys of each run, by position
         self.steps: list[dict[str, Any]] = []
+        self.successors: list[bytes] = []  # the item JSON of every step's successors, in order
 
     def _run(self, run_id: str) -> int:
         position = self.index.get(run_id)
@@ -138,7 +141,9 @@ class _Group:
                 step["j"] = ",".join(commit.frame_joins)
         if commit.children:
             step["ch"] = len(commit.children)
-            step["su"] = _successors(commit)
+            successors = _successors(commit)
+            step["su"] = [(node, item_id) for node, item_id, _ in successors]
+            self.successors += [json for _, _, json in successors]
         if commit.arrivals:
             step["ar"] = [(node, _json(value)) for node, value in commit.arrivals]
         if commit.outputs:
@@ -221,7 +226,7 @@ class GroupCommit:
         consumer = handoffs[0].consumer if handoffs else ""
         want_state = any(h.want_state for h in handoffs)
         document = group.document(consumer, len(handoffs), want_state)
-        reply = cast(list[Any], await self._call(group.keys, document))
+        reply = cast(list[Any], await self._call(group.keys, [document, *group.successors]))
         results = [str(r) for r in reply[0]]
         contexts = {str(c[0]): self._context(str(c[0]), c[1:]) for c in reply[1]}
         for handoff, entry in zip(handoffs, reply[2:], strict=False):
@@ -241,7 +246,7 @@ class GroupCommit:
         shaped = [_pairs(r) if kind == "map" else r for kind, r in zip(kinds, replies, strict=True)]
         return self.b.layout.assemble(keys, shaped)
 
-    async def _call(self, keys: list[str | bytes], document: bytes) -> Any:
+    async def _call(self, keys: list[str | bytes], args: list[bytes]) -> Any:
         """``commit.lua`` on this backend's own connection when it can (a plain client, no
         replica wait): a command sent and its reply read, without the client's pool, retries
         and timers (about half of redis-py's CPU per call); else, or after any trouble on that
@@ -249,13 +254,13 @@ class GroupCommit:
         script = self.b.scripts.commit
         direct = type(script) is AsyncScript and isinstance(self.b.client, Redis) and not self._busy
         if not direct:
-            return await script(keys=keys, args=[document])
+            return await script(keys=keys, args=args)
         self._busy = True
         try:
             if self._connection is None:
                 self._connection = await self.b.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             connection = self._connection
-            command = connection.pack_command("EVALSHA", script.sha, len(keys), *keys, document)
+            command = connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
             try:
                 await connection.send_packed_command(command, check_health=False)
                 return await connection.read_response()
@@ -274,7 +279,7 @@ class GroupCommit:
             except Exception:  # connection trouble: the client's own path retries
                 self._connection = None
                 await self._drop(connection)
-            return await script(keys=keys, args=[document])
+            return await script(keys=keys, args=args)
         finally:
             self._busy = False
 
@@ -301,8 +306,8 @@ class GroupCommit:
         raise FloxideError(f"context field of run '{commit.item.run_id}' kept changing; commit gave up")
 
 
-def _successors(commit: Commit) -> list[tuple[str, str, str]]:
-    """``(node, item JSON, item id)`` of each child of ``commit``: the JSON of
+def _successors(commit: Commit) -> list[tuple[str, str, bytes]]:
+    """``(node, item id, item JSON)`` of each child of ``commit``: the JSON of
     ``commit.child_items()``, made from the parts the children share, encoded once."""
     item = commit.item
     head = b'{"run_id":' + to_json(item.run_id) + b',"item_id":'
@@ -319,7 +324,7 @@ def _successors(commit: Commit) -> list[tuple[str, str, str]]:
         where = scope if frame is None or child.index is None else b"%b,%d]]" % (frame, child.index)
         payload = to_json(child.payload, inf_nan_mode="null")  # as WorkItem writes it
         json = head + to_json(child.item_id) + node + where + shared + payload + b"}"
-        successors.append((child.node, json.decode(), child.item_id))
+        successors.append((child.node, child.item_id, json))
     return successors
 
 

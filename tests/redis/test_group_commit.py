@@ -228,7 +228,8 @@ def test_successors_are_sent_as_the_json_of_their_work_items(
         ],
     )
     sent = _successors(commit)
-    assert sent == [(item.node, item.model_dump_json(), item.item_id) for item in commit.child_items()]
+    expected = [(item.node, item.item_id, item.model_dump_json().encode()) for item in commit.child_items()]
+    assert sent == expected
 
 
 async def test_a_group_keeps_each_step_s_own_outcome(redis: Redis) -> None:
