@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from floxide.errors import CheckpointError
 from floxide.workitem import WorkItem
@@ -33,12 +33,16 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 class OutputRecord(BaseModel):
     """A run output and the node that produced it."""
 
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # NaN and infinities kept, not null
+
     node: str
     value: Any
 
 
 class Checkpoint(BaseModel):
     """The saved state of a local run."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # NaN and infinities kept, not null
 
     version: Literal[1] = 1
     workflow: str

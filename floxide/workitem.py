@@ -19,7 +19,8 @@ class WorkItem(BaseModel):
     when tracing is off.
     """
 
-    model_config = ConfigDict(frozen=True)
+    # NaN and infinities stay what they are (as Python's json writes them), not null
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
     run_id: str
     item_id: str

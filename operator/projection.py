@@ -151,9 +151,19 @@ def _output_fields(info: RunInfo, key: str) -> dict[str, Any]:
         return {"output": None, "output_preview": None, "output_key": None}
     text = json.dumps(info.output, separators=(",", ":"), ensure_ascii=False)
     preview = text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
-    if len(text.encode()) <= OUTPUT_LIMIT:
+    # NaN and infinities are no JSON the API server takes: such an output is only previewed
+    if len(text.encode()) <= OUTPUT_LIMIT and _strict(info.output):
         return {"output": info.output, "output_preview": preview, "output_key": None}
     return {"output": None, "output_preview": preview, "output_key": key}
+
+
+def _strict(value: Any) -> bool:
+    """Whether ``value`` is JSON without NaN or infinities."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _message(view: RunView, phase: Phase, counts: Mapping[str, models.NodeCounts]) -> str:

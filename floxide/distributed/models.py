@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from floxide.workitem import WorkItem
 
@@ -57,6 +57,8 @@ class RunStatus(StrEnum):
 
 class RunInfo(BaseModel):
     """A run's record."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")  # an output's NaN and infinities kept
 
     run_id: str
     workflow: str

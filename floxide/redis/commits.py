@@ -322,7 +322,7 @@ def _successors(commit: Commit) -> list[tuple[str, str, bytes]]:
         if node is None:
             node = nodes[child.node] = b',"node":' + to_json(child.node) + b',"attempt":1,"scope":'
         where = scope if frame is None or child.index is None else b"%b,%d]]" % (frame, child.index)
-        payload = to_json(child.payload, inf_nan_mode="null")  # as WorkItem writes it
+        payload = to_json(child.payload, inf_nan_mode="constants")  # as WorkItem writes it
         json = head + to_json(child.item_id) + node + where + shared + payload + b"}"
         successors.append((child.node, child.item_id, json))
     return successors

@@ -16,6 +16,7 @@ Cases:
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,6 +115,16 @@ def test_large_output_stays_in_redis() -> None:
     assert status.output_preview is not None
     assert len(status.output_preview) == projection.PREVIEW_LENGTH
     assert json.dumps(big, separators=(",", ":")).startswith(status.output_preview[:-1])
+
+
+@pytest.mark.parametrize("odd", [math.nan, math.inf, -math.inf])
+def test_an_output_with_nan_or_infinity_is_only_previewed(odd: float) -> None:
+    output = {"score": odd, "n": 1}
+    status = project_run(view(RunStatus.COMPLETED, output=output, has_output=True), now=START)
+    assert status.output is None  # the API server refuses NaN and infinities in JSON
+    assert status.output_key == "fx:{wf:ns/wf}:run:r-1:outputs"
+    assert status.output_preview == json.dumps(output, separators=(",", ":"))
+    json.dumps(status.to_body(), allow_nan=False)
 
 
 def test_failed_run_shows_its_error() -> None:

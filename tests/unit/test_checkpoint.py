@@ -21,6 +21,7 @@ Cases:
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import sys
@@ -43,6 +44,7 @@ from floxide import (
     NotStarted,
     Workflow,
     WorkflowCtx,
+    WorkItem,
     edge,
     join,
     node,
@@ -50,6 +52,7 @@ from floxide import (
     route,
     when,
 )
+from floxide.checkpoint import OutputRecord
 from floxide.cli import load_workflow
 
 
@@ -216,6 +219,19 @@ async def test_file_store(tmp_path: Path) -> None:
     (tmp_path / "runs" / "bad.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="is damaged"):
         await store.load("bad")
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+async def test_stores_keep_nan_and_infinities(kind: str, tmp_path: Path) -> None:
+    store = InMemoryCheckpointStore() if kind == "memory" else FileCheckpointStore(tmp_path, fsync=False)
+    odd = {"nan": math.nan, "up": math.inf, "down": -math.inf}
+    item = WorkItem(run_id="r", item_id="i", node="n", payload=[math.nan])
+    await store.save("r", Checkpoint(workflow="w", run_id="r", context=odd, items=[item],
+                                     outputs=[OutputRecord(node="n", value=math.inf)]))  # fmt: skip
+    loaded = await store.load("r")
+    assert loaded is not None and loaded.context is not None
+    assert {k: repr(v) for k, v in loaded.context.items()} == {"nan": "nan", "up": "inf", "down": "-inf"}
+    assert math.isnan(loaded.items[0].payload[0]) and loaded.outputs[0].value == math.inf
 
 
 CRASHING = """
