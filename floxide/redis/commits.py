@@ -8,10 +8,10 @@ group's steps ask for (the hand-off), so a worker with N steps in flight makes a
 round trip per N steps. The call's argument is one JSON document (decoded in Lua by
 ``cjson``): the client encodes one string, not some 50 arguments per step; the successors'
 item JSON follow it as arguments of their own (not escaped into the document, nor decoded by
-the script). A claimed item of a
-run in the group comes with its run's state and context as the group left them, so the step
-needs no read of its own; and once a call's results are in, the next call waits one turn of
-the event loop, so that the steps they woke (the hand-off's) commit together again.
+the script). A claimed item of a run in the group comes with its run's state and context as
+the group left them, so the step needs no read of its own; and once a call's results are in,
+the next call waits one turn of the event loop, so that the steps they woke (the hand-off's)
+commit together again.
 
 A step whose context change is a custom merge (compare-and-set) is committed alone, retried
 on a conflict with the value read again.
