@@ -115,17 +115,20 @@ async def test_deadline_fails_a_run_that_takes_too_long(cluster: Cluster) -> Non
 async def test_retry_generation_retries_a_failed_run(cluster: Cluster) -> None:
     api = cluster.api
     async with operator(cluster.kmock):
-        await start_countdown(cluster, "flaky", steps=6, delay=0.3)
+        # long enough that the failure lands mid-run: the first status showing a step done may
+        # come a second or more after it (the status interval, a loaded machine)
+        await start_countdown(cluster, "flaky", steps=15, delay=0.3)
         run_id = api.status(RUNS, "flaky")["runId"]
         async with redis_backend(cluster.redis_url, "countdown") as backend:
-            await backend.set_status(run_id, RunStatus.FAILED, reason="node 'tick' failed: injected")
+            now = await backend.set_status(run_id, RunStatus.FAILED, reason="node 'tick' failed: injected")
+        assert now is RunStatus.FAILED, now
         await eventually(lambda: phase(cluster, "flaky") == "Failed", timeout=10, what="Failed")
         assert api.status(RUNS, "flaky")["error"] == "node 'tick' failed: injected"
 
         await api.patch(RUNS, "flaky", {"spec": {"retryGeneration": 1}})
         await eventually(lambda: phase(cluster, "flaky") == "Succeeded", timeout=60, what="Succeeded")
         status = api.status(RUNS, "flaky")
-    assert status["output"] == 6
+    assert status["output"] == 15
     assert status["observedRetryGeneration"] == 1
     assert "error" not in status
     reasons = [reason for _, reason, _ in api.events("flaky")]
