@@ -49,20 +49,20 @@ def phase(cluster: Cluster, name: str) -> str | None:
 async def test_suspend_and_resume(cluster: Cluster) -> None:
     api = cluster.api
     async with operator(cluster.kmock):
-        await start_countdown(cluster, "pausable", steps=12, delay=0.3)
+        await start_countdown(cluster, "pausable", steps=20, delay=0.3)  # suspended mid-run
         await api.patch(RUNS, "pausable", {"spec": {"suspend": True}})
         await eventually(lambda: phase(cluster, "pausable") == "Suspended", what="Suspended")
         await asyncio.sleep(1.5)  # a step in flight may finish; then nothing moves
         held = done(cluster, "pausable")
         await asyncio.sleep(1.5)
         assert done(cluster, "pausable") == held
-        assert held < 13
+        assert held < 20
         suspended = {c["type"]: c for c in api.status(RUNS, "pausable")["conditions"]}["Suspended"]
         assert suspended["status"] == "True"
 
         await api.patch(RUNS, "pausable", {"spec": {"suspend": False}})
         await eventually(lambda: phase(cluster, "pausable") == "Succeeded", timeout=60, what="Succeeded")
-        assert api.status(RUNS, "pausable")["output"] == 12
+        assert api.status(RUNS, "pausable")["output"] == 20
     reasons = [reason for _, reason, _ in api.events("pausable")]
     assert reasons.index("Suspended") < len(reasons) - reasons[::-1].index("Running") - 1
     assert reasons[-1] == "Succeeded"
