@@ -223,9 +223,9 @@ class Handoff:
     """Asks a commit to claim the next new item for ``consumer`` in the same round trip.
 
     The backend fills in the claim (``None``: nothing new) and, when it could read it in the
-    same call (a run of the commit), its ``state``, the context included. A worker that stops while the step
-    runs sets ``withdrawn``: a commit issued after that claims nothing (one already under way
-    may still bring a claim, which the worker then hands back).
+    same call (a run of the commit), its ``state``, the context included. A worker that stops
+    while the step runs sets ``withdrawn``: a commit issued after that claims nothing (one
+    already under way may still bring a claim, which the worker then hands back).
     """
 
     consumer: str

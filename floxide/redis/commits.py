@@ -154,6 +154,14 @@ class _Group:
             step["tc"] = commit.trace
         self.steps.append(step)
 
+    def context(self, run_id: str, replies: list[Any]) -> dict[str, Any] | None:
+        """A run of the group's context from commit.lua's reads of it: its ``ctx`` hash, then one
+        reply per key of ``cx`` (hashes as Lua passes them, flat lists)."""
+        position = self.index[run_id]
+        kinds = ["map", *(kind for kind, _ in self.runs[position]["cx"])]
+        shaped = [_pairs(r) if kind == "map" else r for kind, r in zip(kinds, replies, strict=True)]
+        return self.b.layout.assemble(self.run_keys[position], shaped)
+
     def document(self, consumer: str, claims: int, want_state: bool) -> bytes:
         return to_json({
             "g": GROUP, "now": datetime.now(UTC).isoformat(), "ttl": self.b.ttl, "wf": self.b.workflow,
@@ -228,7 +236,7 @@ class GroupCommit:
         document = group.document(consumer, len(handoffs), want_state)
         reply = cast(list[Any], await self._call(group.keys, [document, *group.successors]))
         results = [str(r) for r in reply[0]]
-        contexts = {str(c[0]): self._context(str(c[0]), c[1:]) for c in reply[1]}
+        contexts = {str(c[0]): group.context(str(c[0]), c[1:]) for c in reply[1]}
         for handoff, entry in zip(handoffs, reply[2:], strict=False):
             _hand_off(handoff, entry, self.b.keys.priority, contexts)
         # a step cancelled while the call ran takes no next item: handed back at once (released,
@@ -237,14 +245,6 @@ class GroupCommit:
         if orphans:
             await self.b.queue.release(consumer, orphans)
         return results
-
-    def _context(self, run_id: str, replies: list[Any]) -> dict[str, Any] | None:
-        """A run's context from commit.lua's reads (the replies of ``layout.read_commands``, as
-        Lua passes them: hashes as flat lists)."""
-        keys = self.b.run_keys(run_id)
-        kinds = ["map", *(kind for _, kind, _ in self.b.layout.separate_keys(keys))]
-        shaped = [_pairs(r) if kind == "map" else r for kind, r in zip(kinds, replies, strict=True)]
-        return self.b.layout.assemble(keys, shaped)
 
     async def _call(self, keys: list[str | bytes], args: list[bytes]) -> Any:
         """``commit.lua`` on this backend's own connection when it can (a plain client, no
