@@ -12,6 +12,7 @@ a few hundred characters.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,21 +150,15 @@ def _counts(view: RunView) -> dict[str, models.NodeCounts]:
 def _output_fields(info: RunInfo, key: str) -> dict[str, Any]:
     if not info.has_output:
         return {"output": None, "output_preview": None, "output_key": None}
-    text = json.dumps(info.output, separators=(",", ":"), ensure_ascii=False)
+    dump = functools.partial(json.dumps, info.output, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text, strict = dump(allow_nan=False), True
+    except ValueError:  # NaN or infinities: no JSON the API server takes, so only previewed
+        text, strict = dump(), False
     preview = text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
-    # NaN and infinities are no JSON the API server takes: such an output is only previewed
-    if len(text.encode()) <= OUTPUT_LIMIT and _strict(info.output):
+    if strict and len(text.encode()) <= OUTPUT_LIMIT:
         return {"output": info.output, "output_preview": preview, "output_key": None}
     return {"output": None, "output_preview": preview, "output_key": key}
-
-
-def _strict(value: Any) -> bool:
-    """Whether ``value`` is JSON without NaN or infinities."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        return False
-    return True
 
 
 def _message(view: RunView, phase: Phase, counts: Mapping[str, models.NodeCounts]) -> str:
