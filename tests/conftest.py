@@ -5,6 +5,9 @@
   pending 2 s after the test ends fails it (it would otherwise be cancelled silently with the loop).
 * Under pytest-xdist (``-n N``, as ``scripts/test.sh`` runs), a test file stays in one process,
   and so does each tier that starts a cluster (:func:`pytest_xdist_make_scheduler`).
+* A process's last test also tears down the session's fixtures (a control plane, a Redis
+  Cluster) that other files started: that teardown gets a budget of its own
+  (:data:`SESSION_TEARDOWN_BUDGET`), not what is left of the last test's timeout.
 * Hypothesis runs without its per-example deadline: the property tests check results, and an
   example that is slow because the machine is loaded is not a failure.
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
+from pytest_timeout import _get_item_settings
 
 settings.register_profile("floxide", deadline=None)
 settings.load_profile("floxide")
@@ -38,6 +42,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # first: set up before the test's other fixtures and checked after their teardown, so
             # the tasks a fixture runs (a server's connection handlers) are its own to end
             item.fixturenames.insert(0, "_no_leaked_tasks")  # (tests on a shared loop may keep tasks)
+
+
+SESSION_TEARDOWN_BUDGET = 180.0
+"""Seconds for the teardown of a process's last test, which finalises every session fixture."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    if nextitem is not None:
+        yield
+        return
+    settings = _get_item_settings(item)
+    if settings.timeout and not settings.func_only:  # re-arm pytest-timeout's timer for this teardown
+        hooks = item.config.pluginmanager.hook
+        hooks.pytest_timeout_cancel_timer(item=item)
+        budget = max(settings.timeout, SESSION_TEARDOWN_BUDGET)
+        hooks.pytest_timeout_set_timer(item=item, settings=settings._replace(timeout=budget))
+    yield
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

@@ -115,7 +115,10 @@ class LocalKubelet:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
-        for pod in list(self.pods.values()):
+        pods = list(self.pods.values())
+        for pod in pods:  # every pod is told at once, then each is waited for
+            self._terminate(pod, timeout=0)
+        for pod in pods:
             self._terminate(pod, timeout=10)
         self.api.close()
 
@@ -278,10 +281,15 @@ class LocalKubelet:
             self.core.delete_namespaced_pod(pod.name, pod.namespace, grace_period_seconds=0)
 
     def _terminate(self, pod: LocalPod, *, timeout: float) -> None:
-        pod.terminating = True
+        """SIGTERM (once), then SIGKILL after ``timeout`` seconds; ``timeout=0`` only signals."""
         if pod.process is None or pod.process.poll() is not None:
+            pod.terminating = True
             return
-        pod.process.send_signal(signal.SIGTERM)
+        if not pod.terminating:
+            pod.terminating = True
+            pod.process.send_signal(signal.SIGTERM)
+        if timeout == 0:
+            return
         try:
             pod.process.wait(timeout)
         except subprocess.TimeoutExpired:
