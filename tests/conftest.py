@@ -53,12 +53,12 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if nextitem is not None:
         yield
         return
-    settings = _get_item_settings(item)
-    if settings.timeout and not settings.func_only:  # re-arm pytest-timeout's timer for this teardown
+    timing = _get_item_settings(item)
+    if timing.timeout and not timing.func_only:  # re-arm pytest-timeout's timer for this teardown
         hooks = item.config.pluginmanager.hook
         hooks.pytest_timeout_cancel_timer(item=item)
-        budget = max(settings.timeout, SESSION_TEARDOWN_BUDGET)
-        hooks.pytest_timeout_set_timer(item=item, settings=settings._replace(timeout=budget))
+        budget = max(timing.timeout, SESSION_TEARDOWN_BUDGET)
+        hooks.pytest_timeout_set_timer(item=item, settings=timing._replace(timeout=budget))
     yield
 
 
