@@ -50,6 +50,7 @@ SESSION_TEARDOWN_BUDGET = 180.0
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """The last test's teardown gets :data:`SESSION_TEARDOWN_BUDGET` from pytest-timeout."""
     if nextitem is not None:
         yield
         return

@@ -239,10 +239,10 @@ local function close(run, f, closer, trace)
       table.sort(list)  -- by field: the arrival's index in its frame, then its item id
       for i, key in ipairs(list) do list[i] = values[key] end
       -- the stored scope and values are JSON already: spliced in, not decoded and encoded again
-      local head = cjson.encode({run_id = run.id, item_id = 'j:' .. closer .. ':' .. name, node = name, attempt = 1,
-        trace = trace})
-      run.succ[#run.succ + 1] = {name, 'j:' .. closer .. ':' .. name, string.sub(head, 1, -2) .. ',"scope":' ..
-        parent_scope .. ',"payload":[' .. table.concat(list, ',') .. ']}'}
+      local id = 'j:' .. closer .. ':' .. name
+      local fields = cjson.encode({run_id = run.id, item_id = id, node = name, attempt = 1, trace = trace})
+      run.succ[#run.succ + 1] = {name, id, string.sub(fields, 1, -2) .. ',"scope":' .. parent_scope ..
+        ',"payload":[' .. table.concat(list, ',') .. ']}'}
     end
     if f == '' then
       redis.call('HSET', run.frames, '', #names)
